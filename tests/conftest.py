@@ -1,0 +1,35 @@
+import os
+
+import pytest
+
+from tests import oracle as _oracle
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip an interop test where the oracle is missing; in CI that is a failure."""
+    if IN_CI:
+        pytest.fail(f"interop test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    """A running lua5.4 process with Prosody's modules (see tests/oracle.py)."""
+    reason = _oracle.missing()
+    if reason:
+        skip_or_fail(reason)
+    o = _oracle.Oracle()
+    yield o
+    o.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With CI=true, an interop test that was skipped for any reason fails the run."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and item.get_closest_marker("interop"):
+        report.outcome = "failed"
+        report.longrepr = f"interop test skipped in CI: {report.longrepr}"
