@@ -32,9 +32,14 @@ from an open binary file, in chunks, for lists larger than memory).
 """
 from __future__ import annotations
 
+import io
 import math
 import re
+import sys
 from typing import IO, Any, Iterator
+
+from prosody_store import _fast_reader
+from prosody_store._lua_table import FALSE_KEY, TRUE_KEY, BooleanKey, TableBuilder
 
 __all__ = [
     "BooleanKey",
@@ -58,12 +63,9 @@ WRITE_MAX_DEPTH = 127
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
+_INT_MIN_DIGITS = b"9223372036854775808"
 
-# Lua's SETLIST flushes positional constructor items in batches of this size;
-# it decides whether a positional item or a keyed one for the same index wins.
-_FIELDS_PER_FLUSH = 50
-
-_READ_SIZE = 1 << 18
+_READ_SIZE = 1 << 20
 
 
 class LuaSyntaxError(ValueError):
@@ -105,40 +107,6 @@ def _rebuild_error(state: dict) -> LuaSyntaxError:
     return err
 
 
-class BooleanKey:
-    """The Lua boolean key ``true`` or ``false`` in a table that also has the number key 1 or 0.
-
-    Only the two instances :data:`TRUE_KEY` and :data:`FALSE_KEY` exist.  They
-    are unequal to every other object, so they sit beside the number key in a
-    dict.
-    """
-
-    __slots__ = ("value",)
-    value: bool
-
-    def __new__(cls, value: bool) -> "BooleanKey":
-        existing = _BOOLEAN_KEYS.get(bool(value))
-        if existing is not None:
-            return existing
-        self = super().__new__(cls)
-        object.__setattr__(self, "value", bool(value))
-        return self
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("BooleanKey is immutable")
-
-    def __reduce__(self):
-        return (BooleanKey, (self.value,))
-
-    def __repr__(self) -> str:
-        return "TRUE_KEY" if self.value else "FALSE_KEY"
-
-
-_BOOLEAN_KEYS: dict[bool, BooleanKey] = {}
-TRUE_KEY = _BOOLEAN_KEYS[True] = BooleanKey(True)
-FALSE_KEY = _BOOLEAN_KEYS[False] = BooleanKey(False)
-
-
 # ---------------------------------------------------------------------------
 # Reading
 
@@ -163,111 +131,6 @@ _SIMPLE_ESCAPES = {
 }
 _LONG_NEWLINE = re.compile(rb"\r\n|\n\r|\r|\n")
 _LIST_BOUNDARY = b"\nitem"
-
-
-class _Table:
-    """A Lua table constructor being read: Lua's semantics, file order kept.
-
-    Positional items stay in a plain list until a keyed field or a ``nil``
-    forces a dict.  Keyed fields are assigned as they come; positional ones
-    win over earlier keyed ones for the same index unless Lua had already
-    flushed them (every 50 items), exactly as the Lua compiler orders them.
-    """
-
-    __slots__ = ("array", "dict", "count", "flushed", "wrapped", "key")
-
-    def __init__(self, key: Any) -> None:
-        self.key = key  # where the finished table goes in its parent
-        self.array: list | None = []
-        self.dict: dict | None = None
-        self.count = 0  # positional items seen
-        self.flushed = 0  # positional items Lua has already stored
-        self.wrapped = False  # a BooleanKey is among the keys
-
-    def next_field(self) -> None:
-        if self.count - self.flushed >= _FIELDS_PER_FLUSH:
-            self.flushed = self.count
-
-    def positional(self, value: Any) -> None:
-        self.next_field()
-        self.count += 1
-        if self.dict is None:
-            if value is not None:
-                self.array.append(value)
-                return
-            self._to_dict()
-        self._assign(self.count, value)
-
-    def keyed(self, key: Any, value: Any) -> None:
-        self.next_field()
-        if self.dict is None:
-            self._to_dict()
-        if key.__class__ is int and self.flushed < key <= self.count:
-            return  # a positional item not yet flushed will overwrite it
-        self._assign(key, value)
-
-    def _to_dict(self) -> None:
-        self.dict = dict(enumerate(self.array, 1))
-        self.array = None
-
-    def _assign(self, key: Any, value: Any) -> None:
-        d = self.dict
-        if key.__class__ is bool or (key.__class__ is int and (key == 0 or key == 1)):
-            self._assign_ambiguous(key, value)
-        elif value is None:
-            d.pop(key, None)
-        else:
-            d[key] = value
-
-    def _assign_ambiguous(self, key: bool | int, value: Any) -> None:
-        """Assign a key that Python confuses with another Lua key (true/1, false/0)."""
-        d = self.dict
-        is_bool = key.__class__ is bool
-        marker = BooleanKey(key)
-        if is_bool and marker in d:
-            stored = marker
-        elif key not in d:
-            stored = None
-        else:
-            stored = next((k for k in d if k == key and k.__class__ is not BooleanKey), None)
-        if stored is None:
-            if value is not None:
-                d[key] = value
-            return
-        if (stored.__class__ is bool) == is_bool or stored is marker:
-            if value is None:
-                del d[stored]
-            else:
-                d[stored] = value
-            return
-        # The other kind of key holds this slot: the boolean becomes a marker.
-        if value is None:
-            return
-        self.wrapped = True
-        if is_bool:
-            d[marker] = value
-        else:
-            items = list(d.items())
-            d.clear()
-            for k, v in items:
-                d[marker if k is stored else k] = v
-            d[key] = value
-
-    def result(self) -> list | dict:
-        if self.dict is None:
-            return self.array if self.array else {}
-        d = self.dict
-        if self.wrapped:
-            for marker in (TRUE_KEY, FALSE_KEY):
-                if marker in d and marker.value not in d:
-                    items = list(d.items())
-                    d.clear()
-                    for k, v in items:
-                        d[marker.value if k is marker else k] = v
-        n = len(d)
-        if n and all(k.__class__ is int for k in d) and min(d) == 1 and max(d) == n:
-            return [d[i] for i in range(1, n + 1)]
-        return d
 
 
 class _Parser:
@@ -332,14 +195,14 @@ class _Parser:
             kind = esc[1:2]
             if kind == b"z":
                 return b""
-            if kind == b"x":
+            if kind == b"x" and len(esc) == 4:
                 return bytes((int(esc[2:], 16),))
             if kind.isdigit():
                 value = int(esc[1:])
                 if value > 255:
                     raise self.error("decimal escape too large", offset + m.start())
                 return bytes((value,))
-            if kind == b"u":
+            if kind == b"u" and esc[2:3] == b"{":
                 code = int(esc[3:-1], 16)
                 if code >= 0x80000000:
                     raise self.error("UTF-8 value too large", offset + m.start())
@@ -385,11 +248,17 @@ class _Parser:
         while self.src[pos:pos + 1] == b"-":
             negate = not negate
             pos = self.skip(pos + 1)
+        start = pos
         pos, value = self.parse_scalar(pos)
         if value.__class__ not in (int, float):
             raise self.error("only numbers can be negated", pos)
         if negate:
             if value.__class__ is float:
+                if self.src[start:pos] == _INT_MIN_DIGITS:
+                    # Prosody writes math.mininteger like this; Lua's lexer
+                    # overflows the digits to a float before negating.  Keep
+                    # the integer that was written (the same number).
+                    return pos, _INT_MIN
                 value = -value
             elif value == 0:
                 # Lua reads "-0" as the integer 0.  Prosody 0.12+ writes the
@@ -459,7 +328,7 @@ class _Parser:
         src = self.src
         if src[pos:pos + 1] != b"{":
             return self.parse_scalar(pos)
-        stack: list[_Table] = [_Table(_POSITIONAL)]
+        stack: list[TableBuilder] = [TableBuilder(_POSITIONAL)]
         pos += 1
         while True:
             table = stack[-1]
@@ -504,7 +373,7 @@ class _Parser:
             if src[pos:pos + 1] == b"{":
                 if len(stack) >= self.max_depth:
                     raise self.error(f"tables nested deeper than {self.max_depth}", pos)
-                stack.append(_Table(key))
+                stack.append(TableBuilder(key))
                 pos += 1
                 continue
             pos, value = self.parse_scalar(pos)
@@ -591,6 +460,10 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     :class:`LuaSyntaxError` for anything that is not a data literal.
     """
     data = _as_bytes(src)
+    if _fast_path_allowed(max_depth):
+        ok, value = _fast_reader.read_value(data, _parse_key)
+        if ok:
+            return value
     parser = _Parser(data, max_depth)
     try:
         pos = parser.skip(0)
@@ -607,6 +480,32 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     except RecursionError:
         # Only chains of parentheses or minus signs recurse; tables do not.
         raise parser.error("value nested too deeply", 0) from None
+
+
+def _fast_path_allowed(max_depth: int) -> bool:
+    """The JSON fast path cannot count depth; Python's recursion limit bounds it."""
+    return max_depth >= sys.getrecursionlimit()
+
+
+def _parse_key(text: str) -> Any:
+    """A non-string key's Lua text, for the fast path (which declines on errors)."""
+    data = text.encode("ascii")
+    parser = _Parser(data, 1)
+    pos, key = parser.parse_scalar(parser.skip(0))
+    if parser.skip(pos) != len(data):
+        raise parser.error("']' expected", pos)
+    return parser._check_key(key, 0)
+
+
+def _statement_ends(segment: bytes) -> list[int]:
+    """End offsets of the statements of a segment the fast path has read."""
+    ends = []
+    i = segment.find(b");\nitem(")
+    while i >= 0:
+        ends.append(i + 3)
+        i = segment.find(b");\nitem(", i + 3)
+    ends.append(len(segment))
+    return ends
 
 
 def _parse_statements(parser: _Parser, pos: int, end: int) -> Iterator[tuple[int, Any]]:
@@ -660,15 +559,7 @@ def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
     line end, which is what Prosody 13 records in a ``.lidx`` index.
     """
     if not hasattr(src, "read"):
-        data = _as_bytes(src)
-        parser = _Parser(data, max_depth)
-        try:
-            for pos, value in _parse_statements(parser, 0, len(data)):
-                if value is not None:
-                    yield _line_end(data, pos), value
-        except RecursionError:
-            raise parser.error("value nested too deeply", 0) from None
-        return
+        src = io.BytesIO(_as_bytes(src))
     yield from _iter_stream(src, max_depth)
 
 
@@ -690,6 +581,7 @@ def _iter_stream(f: IO[bytes], max_depth: int) -> Iterator[tuple[int, Any]]:
     on a longer segment, up to a later such line.  An error anywhere else is
     real and raised at once, so a damaged file is never read whole.
     """
+    fast = _fast_path_allowed(max_depth)
     buf = b""
     base_pos = 0  # file offset of buf[0]
     base_line = 1
@@ -707,20 +599,28 @@ def _iter_stream(f: IO[bytes], max_depth: int) -> Iterator[tuple[int, Any]]:
                 continue
             cut = boundary + 1
         segment = buf[:cut]
-        parser = _Parser(segment, max_depth, base_line, base_pos)
-        consumed = 0
-        try:
-            for pos, value in _parse_statements(parser, 0, cut):
-                consumed = _line_end(segment, pos)
-                if value is not None:
-                    yield base_pos + consumed, value
-            search_from = 0
-        except LuaSyntaxError as err:
-            if eof or err.pos - base_pos < cut:
-                raise
-            search_from = cut - consumed
-        except RecursionError:
-            raise parser.error("value nested too deeply", consumed) from None
+        items = None
+        if fast and search_from == 0:
+            items = _fast_reader.read_items(segment, _parse_key)
+        if items is not None:
+            for end, value in zip(_statement_ends(segment), items):
+                yield base_pos + end, value
+            consumed = cut
+        else:
+            parser = _Parser(segment, max_depth, base_line, base_pos)
+            consumed = 0
+            try:
+                for pos, value in _parse_statements(parser, 0, cut):
+                    consumed = _line_end(segment, pos)
+                    if value is not None:
+                        yield base_pos + consumed, value
+                search_from = 0
+            except LuaSyntaxError as err:
+                if eof or err.pos - base_pos < cut:
+                    raise
+                search_from = cut - consumed
+            except RecursionError:
+                raise parser.error("value nested too deeply", consumed) from None
         if eof and cut == len(buf):
             return
         base_line += segment.count(b"\n", 0, consumed)

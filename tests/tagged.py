@@ -17,13 +17,17 @@ from typing import Any
 from prosody_store.serialization import BooleanKey
 
 NAN = ("nan",)
+MIN_INTEGER = -(1 << 63)
 
 
 def _number(kind: str, value: int | float) -> tuple:
     if isinstance(value, float) and math.isnan(value):
         return (kind, NAN)
-    if value == 0:
-        return ("zero",)  # zeros compare by value: Lua reads "-0" as 0, we as -0.0
+    if value == 0 or value == MIN_INTEGER:
+        # Compared by value only: Lua 5.4 reads "-0" as the integer 0 and
+        # "-9223372036854775808" as a float; we keep what Prosody wrote there
+        # (the float -0.0 and the integer), see README "Numbers".
+        return ("by-value", value)
     return (kind, value)
 
 

@@ -1,0 +1,202 @@
+"""A fast path for text exactly as Prosody 0.11+ writes it, by way of the json module.
+
+Prosody's serializer has a rigid shape: one table entry per line, indented
+with tabs, string keys as ``["key"] = ``, strings in double quotes with every
+quote, backslash and newline escaped.  Because a string never holds a raw
+newline or an unescaped quote, a handful of plain byte replacements anchored on
+newlines and quotes turn such text into JSON that the C-accelerated ``json``
+module reads, several times faster than a parser written in Python.
+
+This module only ever *declines*: any input it is not sure about, anything the
+JSON reader rejects, and anything JSON would accept but Lua would not (``null``,
+``NaN``, ``\\u``, ``\\/``, raw carriage returns, long strings) makes it return
+``None``, and the caller uses the real parser, which also produces the error
+messages.  Tests check that both paths give the same values.
+
+Table entries become JSON object members.  A string key keeps its text; a
+positional entry gets the key :data:`POS`; any other key (number, boolean)
+becomes two members, :data:`KEY` holding the key's Lua text and :data:`VAL`
+holding the value.  These marker keys are lone surrogates, which no UTF-8
+string decodes to, so they cannot clash with a real key.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+from prosody_store._lua_table import TableBuilder
+
+POS = "\ud800"
+KEY = "\ud801"
+VAL = "\ud802"
+
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 63) - 1
+
+# Decimal escapes (always three digits in Prosody's output), a run at a time.
+_DECIMAL_RUN = re.compile(rb"\\[0-9]{3}(?:\\[0-9]{3})*")
+# A non-string key line, after the other replacements: its Lua text is group 1.
+_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\n]*)\] = ')
+# Text that JSON reads but Lua does not, or that needs the real parser.
+_DECLINE = (b"\r", b"[[", b"[=", b"\\u", b"\\/", b"NaN", b"Infinity")
+
+
+def _decimal_run(m: re.Match) -> bytes:
+    raw = bytes(map(int, m.group()[1:].split(b"\\")))  # ValueError above 255
+    if b"\\" in raw or b'"' in raw:
+        raw = raw.replace(b"\\", b"\\u005c").replace(b'"', b"\\u0022")
+    return raw
+
+
+def _parse_int(text: str) -> int | float:
+    value = int(text)
+    if value == 0 and text[0] == "-":
+        return -0.0  # as the real reader does for "-0"
+    if _INT_MIN <= value <= _INT_MAX:
+        return value
+    return float(text)  # Lua reads integers beyond 64 bits as floats
+
+
+def _only_indentation_tabs(src: bytes) -> bool:
+    """True when every tab is part of the indentation at a line start."""
+    total = src.count(b"\t")
+    indent = 0
+    run = b"\n\t"
+    while indent < total:
+        found = src.count(run)
+        if not found:
+            break
+        indent += found
+        run += b"\t"
+    return indent == total
+
+
+def _has_json_null(text: bytes) -> bool:
+    """A ``null`` where JSON would read a value (Lua would read a variable)."""
+    i = text.find(b"null")
+    while i >= 0:
+        if i == 0 or text[i - 1] in b":,[ \n\t":
+            return True
+        i = text.find(b"null", i + 4)
+    return False
+
+
+def _to_json(body: bytes) -> str | None:
+    """Translate the entries of Prosody-formatted Lua text to JSON text, or None."""
+    if any(marker in body for marker in _DECLINE) or not _only_indentation_tabs(body):
+        return None
+    s = body
+    if b"\\" in s:
+        # Escapes JSON spells differently.  "\\\\" first, so that what is left
+        # of every backslash starts an escape.
+        s = s.replace(b"\\\\", b"\\u005c").replace(b'\\"', b"\\u0022")
+        if b"\\'" in s:
+            s = s.replace(b"\\'", b"'")
+        if b"\\a" in s:
+            s = s.replace(b"\\a", b"\\u0007")
+        if b"\\v" in s:
+            s = s.replace(b"\\v", b"\\u000b")
+    # Structure.  From here on a raw quote only ever delimits a string, and a
+    # raw newline only ever starts an entry, so these replacements cannot
+    # reach inside a string.
+    s = s.translate(None, b"\t")
+    s = (s.replace(b";\n}", b"}")
+         .replace(b";\n", b",\n")
+         .replace(b"\n", b'\n"\\ud800":')
+         .replace(b'\n"\\ud800":["', b'\n"')
+         .replace(b'"] = ', b'":'))
+    if b'"\\ud800":[' in s:
+        s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
+    if b'":(' in s:
+        s = (s.replace(b'":(1/0)', b'":Infinity')
+             .replace(b'":(-1/0)', b'":-Infinity')
+             .replace(b'":(0/0)', b'":NaN'))
+    if _has_json_null(s):
+        return None
+    if b"\\" in s:
+        try:
+            s = _DECIMAL_RUN.sub(_decimal_run, s)
+        except ValueError:
+            return None  # a decimal escape above 255
+    try:
+        return s.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # a string that is not UTF-8 becomes bytes: the real parser
+
+
+class _Decline(Exception):
+    pass
+
+
+def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[list], Any]:
+    def build(pairs: list) -> Any:
+        # The usual shape (a stanza: children, then name and attr): positional
+        # entries first, then string keys only.  Nothing there interacts.
+        n = 0
+        for k, _ in pairs:
+            if k != POS:
+                break
+            n += 1
+        if n == len(pairs):
+            return [v for _, v in pairs]
+        rest = dict(pairs[n:])
+        if POS not in rest and KEY not in rest:
+            d = {i: pairs[i - 1][1] for i in range(1, n + 1)}
+            d.update(rest)
+            return d
+        return build_any(pairs)
+
+    def build_any(pairs: list) -> Any:
+        table = TableBuilder(None)
+        key = None
+        for k, v in pairs:
+            if k == POS:
+                table.positional(v)
+            elif k == KEY:
+                try:
+                    key = parse_key(v)
+                except ValueError:
+                    raise _Decline from None
+            elif k == VAL:
+                table.keyed(key, v)
+            else:
+                table.keyed(k, v)
+        return table.result()
+
+    def hook(pairs: list) -> Any:
+        d = dict(pairs)
+        if POS in d or KEY in d:
+            return build(pairs)
+        return d
+
+    return hook
+
+
+def _decode(text: str, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text, object_pairs_hook=_make_hook(parse_key),
+                                parse_int=_parse_int, strict=False)
+    except (ValueError, RecursionError, _Decline):
+        return False, None
+
+
+def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
+    """The items of whole ``item(...);\\n`` statements, or None to decline."""
+    if not (segment.startswith(b"item(") and segment.endswith(b");\n")):
+        return None
+    text = _to_json(b"[" + segment[5:-3].replace(b");\nitem(", b",") + b"]")
+    if text is None:
+        return None
+    ok, items = _decode(text, parse_key)
+    return items if ok else None
+
+
+def read_value(src: bytes, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
+    """The value of a whole ``return ...;\\n`` file: ``(True, value)``, or ``(False, None)``."""
+    if not (src.startswith(b"return ") and src.endswith(b";\n")):
+        return False, None
+    text = _to_json(src[7:-2])
+    if text is None:
+        return False, None
+    return _decode(text, parse_key)
