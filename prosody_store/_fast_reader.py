@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate, repeat
+from operator import floordiv
 from typing import Any, Callable
 
 from prosody_store._lua_table import TableBuilder
@@ -35,18 +37,35 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 
 # Decimal escapes (always three digits in Prosody's output), a run at a time.
-_DECIMAL_RUN = re.compile(rb"\\[0-9]{3}(?:\\[0-9]{3})*")
+_DECIMAL_RUN = re.compile(rb"(\\[0-9]{3}(?:\\[0-9]{3})*)")
 # A non-string key line, after the other replacements: its Lua text is group 1.
-_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\n]*)\] = ')
+_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"]*)\] = ')
 # Text that JSON reads but Lua does not, or that needs the real parser.
 _DECLINE = (b"\r", b"[[", b"[=", b"\\u", b"\\/", b"NaN", b"Infinity")
 
 
-def _decimal_run(m: re.Match) -> bytes:
-    raw = bytes(map(int, m.group()[1:].split(b"\\")))  # ValueError above 255
-    if b"\\" in raw or b'"' in raw:
-        raw = raw.replace(b"\\", b"\\u005c").replace(b'"', b"\\u0022")
-    return raw
+def _decode_decimal_escapes(s: bytes) -> bytes | None:
+    """Replace every run of ``\\ddd`` escapes with the bytes it stands for.
+
+    Non-ASCII text is all decimal escapes in Prosody's output, so this is hot.
+    All runs are converted in one ``bytes(map(int, ...))`` and cut apart
+    again by their lengths, without Python code per run.  None (decline) for
+    a value above 255, and for a quote or backslash written as a decimal
+    escape, which Prosody never does.
+    """
+    parts = _DECIMAL_RUN.split(s)  # text, run, text, run, ..., text
+    runs = parts[1::2]
+    if not runs:
+        return s
+    try:
+        raw = bytes(map(int, b"".join(runs)[1:].split(b"\\")))
+    except ValueError:
+        return None
+    if b'"' in raw or b"\\" in raw:
+        return None
+    ends = list(accumulate(map(floordiv, map(len, runs), repeat(4))))
+    parts[1::2] = map(raw.__getitem__, map(slice, [0, *ends[:-1]], ends))
+    return b"".join(parts)
 
 
 def _parse_int(text: str) -> int | float:
@@ -102,9 +121,9 @@ def _to_json(body: bytes) -> str | None:
     # reach inside a string.
     s = s.translate(None, b"\t")
     s = (s.replace(b";\n}", b"}")
-         .replace(b";\n", b",\n")
-         .replace(b"\n", b'\n"\\ud800":')
-         .replace(b'\n"\\ud800":["', b'\n"')
+         .replace(b";\n", b',"\\ud800":')
+         .replace(b"{\n", b'{"\\ud800":')
+         .replace(b'"\\ud800":["', b'"')
          .replace(b'"] = ', b'":'))
     if b'"\\ud800":[' in s:
         s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
@@ -115,10 +134,9 @@ def _to_json(body: bytes) -> str | None:
     if _has_json_null(s):
         return None
     if b"\\" in s:
-        try:
-            s = _DECIMAL_RUN.sub(_decimal_run, s)
-        except ValueError:
-            return None  # a decimal escape above 255
+        s = _decode_decimal_escapes(s)
+        if s is None:
+            return None
     try:
         return s.decode("utf-8")
     except UnicodeDecodeError:
@@ -130,24 +148,8 @@ class _Decline(Exception):
 
 
 def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[list], Any]:
-    def build(pairs: list) -> Any:
-        # The usual shape (a stanza: children, then name and attr): positional
-        # entries first, then string keys only.  Nothing there interacts.
-        n = 0
-        for k, _ in pairs:
-            if k != POS:
-                break
-            n += 1
-        if n == len(pairs):
-            return [v for _, v in pairs]
-        rest = dict(pairs[n:])
-        if POS not in rest and KEY not in rest:
-            d = {i: pairs[i - 1][1] for i in range(1, n + 1)}
-            d.update(rest)
-            return d
-        return build_any(pairs)
-
     def build_any(pairs: list) -> Any:
+        """Any mix of entries, with Lua's rules for number and boolean keys."""
         table = TableBuilder(None)
         key = None
         for k, v in pairs:
@@ -166,9 +168,22 @@ def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[list], Any]:
 
     def hook(pairs: list) -> Any:
         d = dict(pairs)
-        if POS in d or KEY in d:
-            return build(pairs)
-        return d
+        if POS not in d and KEY not in d:
+            return d  # string keys only: the common case, all in C
+        if KEY in d:
+            return build_any(pairs)
+        if len(d) == 1:
+            return [v for _, v in pairs]  # positional entries only
+        # Positional entries and string keys, which never collide.
+        table: dict = {}
+        n = 0
+        for k, v in pairs:
+            if k == POS:
+                n += 1
+                table[n] = v
+            else:
+                table[k] = v
+        return table
 
     return hook
 
