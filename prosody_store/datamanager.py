@@ -1,0 +1,1084 @@
+"""Prosody's filesystem storage (``util.datamanager``), from Python.
+
+:class:`DataManager` reads and writes a Prosody ``data_path`` the way
+Prosody 0.11 to 13 do, with Prosody's function names and argument order
+(``load(user, host, store)``, ``list_append(user, host, store, item)``, ...).
+It reads data directories written by every Prosody since 0.9, including the
+unencoded store directories of 0.9/0.10 (``pep_urn:xmpp:avatar:metadata``) and
+Prosody 13's ``.lidx`` list indexes.
+
+On disk
+-------
+* Whole-file writes (``store``, ``list_store``, ``list_shift``) are atomic and,
+  with ``durable=True`` (the default), durable: the data goes to a temporary
+  file in the same directory, is fsync'ed, renamed over the target, and the
+  directory is fsync'ed.  The temporary name is unique
+  (``.prosody_store.<random>~``) rather than Prosody's fixed ``<file>~``, so
+  two writers never clobber each other's temporary file, and it never exceeds
+  the file-name limit whatever the user name.  A writer killed mid-write
+  leaves at most such a hidden file, which Prosody and :meth:`DataManager.users`
+  ignore and :meth:`DataManager.remove_temp_files` deletes.
+* ``list_append`` writes the whole ``item(...);\\n`` with one ``write`` to a
+  file opened ``O_APPEND``, then (like Prosody 13) appends the item's end
+  offset to the ``.lidx`` if that index is consistent with the list, or
+  removes the index if it is not.  With ``durable=True`` the list is fsync'ed.
+* Storing an empty table, or an empty list, removes the file (and the index).
+* Writes go to the current (0.11+) spelling of the store name; when a store
+  only exists in the old unencoded spelling, a write moves that user's data to
+  the current spelling first (``list_append``) or replaces it (``store``,
+  ``list_store``), so the old file never shadows or resurfaces.
+
+Locking
+-------
+Every write takes an exclusive ``flock`` on the *directory* that holds the
+file (the store directory, or the host directory for a store without user).
+A directory's inode never changes, unlike a data file's, which ``rename``
+replaces, so there is no lock-file to create, leak or exceed ``NAME_MAX``, and
+a waiter can never hold a lock on a stale inode.  The lock is per directory,
+so writers of different users of one store serialise; that keeps the
+``.lidx`` consistent with concurrent appends and makes read-modify-write
+(:meth:`DataManager.update`, ``list_shift``, ``list_recover(repair=True)``)
+safe among processes and threads using this library.  Readers take no lock:
+they rely on atomic renames and on ``.lidx`` validation.
+
+Prosody itself takes no lock.  What a running Prosody can still race with:
+
+* Prosody's ``list_append`` (``fopen "r+"``, seek to end, write) concurrent
+  with ours or its own: Prosody does not use ``O_APPEND``, so a write of ours
+  that lands between its seek and its write can be overwritten.
+* Read-modify-write here (``update``, ``list_shift``, repair) concurrent with
+  a Prosody write to the same file: the Prosody write that lands between our
+  read and our rename is lost (last rename wins).
+* A Prosody 0.12 append leaves a ``.lidx`` stale; that is detected (size and
+  offset checks) and the index is rebuilt on the next ``list_open``.
+* Prosody's own fixed temporary name ``<file>~`` cannot collide with ours.
+
+Errors
+------
+A missing file is "no data" (``None``).  A file that is not valid Prosody data
+raises :class:`CorruptFileError` (a :class:`~prosody_store.paths.StoreError`
+and a :class:`~prosody_store.serialization.LuaSyntaxError`) naming the file,
+line and column.  :meth:`DataManager.list_recover` reads what can be read
+from a damaged list and reports the damaged byte ranges.
+
+Views
+-----
+``dm.keyval(host, store)`` is a ``MutableMapping`` of user -> value;
+``dm.lists(host, store)`` is a ``MutableMapping`` of user -> lazy
+:class:`ListView` (assigning a sequence replaces the list).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sys
+import threading
+import time
+import weakref
+from array import array
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, overload
+
+from prosody_store import lidx
+from prosody_store.paths import (
+    InvalidNameError,
+    Name,
+    NameTooLongError,
+    StoreError,
+    decode,
+    find_entry,
+    host_component,
+    legacy_store_name,
+    store_component,
+    user_component,
+)
+from prosody_store.serialization import (
+    LuaSyntaxError,
+    dump_dat,
+    dump_item,
+    iter_list,
+    iter_list_with_offsets,
+    loads,
+)
+
+__all__ = [
+    "CorruptFileError",
+    "DamagedRegion",
+    "DataManager",
+    "InvalidNameError",
+    "KeyvalView",
+    "ListRecovery",
+    "ListView",
+    "ListsView",
+    "NameTooLongError",
+    "StoreError",
+]
+
+TEMP_PREFIX = ".prosody_store."
+TEMP_SUFFIX = "~"
+_TYPE_EXT = {"keyval": "dat", "list": "list"}
+_SAFE_EXT = re.compile(r"[A-Za-z0-9]+\Z")
+_EMPTY_DAT = b"return {};\n"
+_BLOCK = 1 << 20
+_COPY_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+class CorruptFileError(StoreError, LuaSyntaxError):
+    """A data file that is not valid Prosody data.
+
+    ``filename``, ``lineno``, ``colno`` (1-based) and ``pos`` (byte offset)
+    locate the problem in the file; ``error`` is the codec's original error.
+    """
+
+    def __init__(self, error: LuaSyntaxError, filename: str, *, line_offset: int = 0,
+                 pos_offset: int = 0) -> None:
+        self.__dict__.update(error.__dict__)
+        self.error = error
+        self.filename = filename
+        self.lineno = error.lineno + line_offset
+        self.pos = error.pos + pos_offset
+        ValueError.__init__(self, str(self))
+
+    def __reduce__(self):
+        return (_rebuild_corrupt, (self.__dict__,))
+
+
+def _rebuild_corrupt(state: dict) -> CorruptFileError:
+    err = CorruptFileError.__new__(CorruptFileError)
+    err.__dict__.update(state)
+    ValueError.__init__(err, str(err))
+    return err
+
+
+@dataclass
+class DamagedRegion:
+    """Bytes ``start:end`` of a list that do not parse, and why."""
+
+    start: int
+    end: int
+    error: CorruptFileError
+
+
+@dataclass
+class ListRecovery:
+    """What :meth:`DataManager.list_recover` could read from a list."""
+
+    path: str
+    items: list = field(default_factory=list)
+    damaged: list[DamagedRegion] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+
+# ---------------------------------------------------------------------------
+# Files
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _adopt_attributes(fd: int, target: str | None, directory: str) -> None:
+    """Give a new file the mode (and, as root, the owner) of the file it replaces.
+
+    Keeps a private file private when an admin tool with a looser umask
+    rewrites it, and keeps Prosody able to read files that root wrote: as
+    root, a brand-new file gets the owner of its directory.
+    """
+    st = None
+    if target is not None:
+        try:
+            st = os.stat(target)
+            os.fchmod(fd, st.st_mode & 0o7777)
+        except FileNotFoundError:
+            st = None
+    if os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            st = st or os.stat(directory)
+            os.fchown(fd, st.st_uid, st.st_gid)
+
+
+def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
+    """Write a whole file: unique temp file, (fsync), rename, (fsync the directory)."""
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+    try:
+        try:
+            for chunk in chunks:
+                _write_all(fd, chunk)
+            _adopt_attributes(fd, path, directory)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        _fsync_dir(directory)
+
+
+def _remove(path: str | None) -> bool:
+    """Remove a file if it exists; True if it did."""
+    if path is None:
+        return False
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _mkdir(path: str) -> None:
+    try:
+        os.mkdir(path, 0o777)  # the umask applies, as with Prosody's pposix.mkdir
+    except FileExistsError:
+        return
+    if os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            st = os.stat(os.path.dirname(path))
+            os.chown(path, st.st_uid, st.st_gid)
+
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def _dir_lock(directory: str) -> Iterator[None]:
+    """Exclusive advisory lock on a directory; reentrant within one thread."""
+    held: dict = _held.__dict__.setdefault("dirs", {})
+    if directory in held:
+        held[directory] += 1
+        try:
+            yield
+        finally:
+            held[directory] -= 1
+        return
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held[directory] = 1
+        try:
+            yield
+        finally:
+            del held[directory]
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _line_of(fd: int, pos: int) -> int:
+    """1-based line number of byte ``pos`` of an open file."""
+    line, off = 1, 0
+    while off < pos:
+        chunk = os.pread(fd, min(_COPY_CHUNK, pos - off), off)
+        if not chunk:
+            break
+        line += chunk.count(b"\n")
+        off += len(chunk)
+    return line
+
+
+def _corrupt_piece(err: LuaSyntaxError, path: str, line: int, start: int) -> CorruptFileError:
+    """An error in a piece of a file that starts at byte ``start``, line ``line``."""
+    return CorruptFileError(err, path, line_offset=line - 1, pos_offset=start)
+
+
+def _parse_piece(raw: bytes, path: str, fd: int, start: int) -> Any:
+    """The single item of one index entry's bytes."""
+    try:
+        items = list(iter_list(raw))
+    except LuaSyntaxError as err:
+        raise _corrupt_piece(err, path, _line_of(fd, start), start) from None
+    if len(items) > 1:
+        err = LuaSyntaxError("several items in one index entry (the .lidx does not match)",
+                             raw, 0)
+        raise _corrupt_piece(err, path, _line_of(fd, start), start)
+    return items[0] if items else None  # item(nil): nothing, as Prosody's loader sees it
+
+
+# ---------------------------------------------------------------------------
+# The lazy list
+
+
+class ListView(Sequence):
+    """A read-only, lazy view of a ``.list`` file, indexed by its ``.lidx``.
+
+    Indexing (negative indexes too) reads one item from disk; slices return a
+    ``list``; iteration reads the file in blocks.  The view is a snapshot of
+    the file as it was opened (an append or a replacement afterwards is not
+    seen).  Every item read is checked against the file (it must start a line
+    with ``item`` and end where the next one starts); an index that passed the
+    cheap checks at open but points elsewhere is rebuilt once, transparently.
+    Use it as a context manager or call :meth:`close`; garbage collection
+    closes it too.
+    """
+
+    def __init__(self, fd: int, path: str, offsets: array,
+                 rebuild: Callable[[], array] | None = None) -> None:
+        self._fd = fd
+        self.path = path
+        self._offsets = offsets
+        self._rebuild = rebuild
+        self._finalizer = weakref.finalize(self, os.close, fd)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def __enter__(self) -> "ListView":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> int:
+        if not self._finalizer.alive:
+            raise ValueError("I/O operation on a closed list view")
+        return self._fd
+
+    # -- reading -----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _bounds(self, i: int) -> tuple[int, int]:
+        return (self._offsets[i - 1] if i else 0), self._offsets[i]
+
+    def _read_items(self, lo: int, hi: int) -> tuple[bytes, int] | None:
+        """Bytes of items lo..hi-1 plus one byte before and 4 after, and their offset.
+
+        None if the index does not match the file there.
+        """
+        fd = self._check_open()
+        start, end = self._bounds(lo)[0], self._offsets[hi - 1]
+        size = self._offsets[-1]
+        base = max(start - 1, 0)
+        block = os.pread(fd, min(end + 4, size) - base, base)
+        for k in range(lo, hi + 1):
+            pos = self._offsets[k - 1] if k else 0
+            if pos == 0 or pos == size:
+                continue
+            rel = pos - base
+            if block[rel - 1:rel] != b"\n" or block[rel:rel + 4] != b"item":
+                return None
+        return block, base
+
+    def _fix_index(self) -> None:
+        if self._rebuild is None:
+            raise CorruptFileError(
+                LuaSyntaxError("the .lidx index does not match the list", b"", 0), self.path)
+        self._offsets, self._rebuild = self._rebuild(), None
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list: ...
+
+    def __getitem__(self, index):
+        self._check_open()
+        if isinstance(index, slice):
+            lo, hi, step = index.indices(len(self._offsets))
+            if step == 1:
+                return list(self._iter_range(lo, hi))
+            return [self[i] for i in range(lo, hi, step)]
+        i = index.__index__()
+        while True:
+            n = len(self._offsets)
+            k = i + n if i < 0 else i
+            if not 0 <= k < n:
+                raise IndexError("list index out of range")
+            got = self._read_items(k, k + 1)
+            if got is not None:
+                break
+            self._fix_index()
+        block, base = got
+        start, end = self._bounds(k)
+        return _parse_piece(block[start - base:end - base], self.path, self._fd, start)
+
+    def _iter_range(self, lo: int, hi: int) -> Iterator[Any]:
+        i = lo
+        while i < min(hi, len(self._offsets)):
+            hi = min(hi, len(self._offsets))
+            block_start = self._bounds(i)[0]
+            j = i + 1  # at least one item per block, as many as fit in _BLOCK
+            while j < hi and self._offsets[j] - block_start <= _BLOCK:
+                j += 1
+            got = self._read_items(i, j)
+            if got is None:
+                self._fix_index()
+                continue
+            block, base = got
+            yield from self._parse_block(block, base, i, j)
+            i = j
+
+    def _parse_block(self, block: bytes, base: int, i: int, j: int) -> Iterator[Any]:
+        """Items i..j-1 from ``block``: one parse of the whole run when its item
+        ends agree with the index, else item by item (exact errors, ``item(nil)``)."""
+        first = self._bounds(i)[0]
+        run = block[first - base:self._offsets[j - 1] - base]
+        try:
+            parsed = list(iter_list_with_offsets(run))
+        except LuaSyntaxError:
+            parsed = None
+        if parsed is not None and len(parsed) == j - i and all(
+                first + end == self._offsets[k] for k, (end, _) in zip(range(i, j), parsed)):
+            for _, value in parsed:
+                yield value
+            return
+        for k in range(i, j):
+            start, end = self._bounds(k)
+            yield _parse_piece(block[start - base:end - base], self.path, self._fd, start)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._iter_range(0, len(self._offsets))
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self)} items"
+        return f"<ListView {self.path!r} {state}>"
+
+
+# ---------------------------------------------------------------------------
+# The store
+
+
+class DataManager:
+    """A Prosody ``data_path``, with ``util.datamanager``'s API.
+
+    ``user`` and ``host`` may be None as in Prosody: host None is the
+    ``_global`` directory, user None is the store file ``<host>/<store>.dat``.
+    Names are ``str`` (UTF-8) or ``bytes``.  ``durable=False`` skips fsync
+    (faster, still atomic).  ``write_index=False`` never writes a ``.lidx``
+    when one is missing or stale (for read-only directories; a missing index
+    is then built in memory), while appends still keep an existing index
+    current.
+    """
+
+    def __init__(self, data_path: str | os.PathLike, *, durable: bool = True,
+                 write_index: bool = True) -> None:
+        self.data_path = os.path.abspath(os.fspath(data_path))
+        self.durable = durable
+        self.write_index = write_index
+
+    def __repr__(self) -> str:
+        return f"DataManager({self.data_path!r})"
+
+    # -- paths -------------------------------------------------------------------
+
+    def _host_dir(self, host: Name | None) -> str:
+        return os.path.join(self.data_path, host_component(host))
+
+    def _dir_and_name(self, user: Name | None, host: Name | None, store: Name,
+                      ext: str) -> tuple[str, str]:
+        if not isinstance(ext, str) or not _SAFE_EXT.match(ext):
+            raise InvalidNameError(f"file extension must be letters and digits, not {ext!r}")
+        host_dir = self._host_dir(host)
+        if user is None:
+            return host_dir, store_component(store, "." + ext)
+        return os.path.join(host_dir, store_component(store)), user_component(user, "." + ext)
+
+    def getpath(self, user: Name | None, host: Name | None, store: Name, ext: str = "dat",
+                create: bool = False) -> str:
+        """The path of a data file (current store-name spelling), as Prosody's ``getpath``.
+
+        With ``create=True`` the directories are created.
+        """
+        directory, name = self._dir_and_name(user, host, store, ext)
+        if create:
+            self._make_dirs(directory)
+        return os.path.join(directory, name)
+
+    def _make_dirs(self, directory: str) -> None:
+        parts = os.path.relpath(directory, self.data_path).split(os.sep)
+        os.makedirs(self.data_path, exist_ok=True)
+        path = self.data_path
+        for part in parts:
+            path = os.path.join(path, part)
+            _mkdir(path)
+
+    def _legacy_path(self, user: Name | None, host: Name | None, store: Name,
+                     ext: str) -> str | None:
+        """The existing file in the 0.9/0.10 (unencoded) store spelling, if any."""
+        raw = legacy_store_name(store)
+        if raw is None:
+            return None
+        host_dir = self._host_dir(host)
+        if user is None:
+            return find_entry(host_dir, raw + b"." + ext.encode())
+        store_dir = find_entry(host_dir, raw)
+        if store_dir is None:
+            return None
+        path = os.path.join(store_dir, user_component(user, "." + ext))
+        return path if os.path.lexists(path) else None
+
+    def _existing(self, user: Name | None, host: Name | None, store: Name,
+                  ext: str) -> str | None:
+        """Path of the file to read: the current spelling, else the legacy one."""
+        path = os.path.join(*self._dir_and_name(user, host, store, ext))
+        if os.path.lexists(path):
+            return path
+        return self._legacy_path(user, host, store, ext)
+
+    @contextlib.contextmanager
+    def _write_lock(self, directory: str, create: bool) -> Iterator[bool]:
+        """Lock ``directory`` (creating it if ``create``); yields False if it does not exist."""
+        lock = _dir_lock(directory)
+        try:
+            lock.__enter__()
+        except (FileNotFoundError, NotADirectoryError):
+            if not create:
+                yield False
+                return
+            self._make_dirs(directory)  # only when missing: mkdir is a syscall per level
+            lock = _dir_lock(directory)
+            lock.__enter__()
+        try:
+            yield True
+        except BaseException:
+            if not lock.__exit__(*sys.exc_info()):
+                raise
+        else:
+            lock.__exit__(None, None, None)
+
+    # -- keyval --------------------------------------------------------------------
+
+    def load(self, user: Name | None, host: Name | None, store: Name) -> Any:
+        """The value stored for ``user``, or None if there is none."""
+        path = self._existing(user, host, store, "dat")
+        data = _read(path) if path else None
+        if data is None:
+            return None
+        return self._parse_dat(data, path)
+
+    @staticmethod
+    def _parse_dat(data: bytes, path: str) -> Any:
+        if not data.strip():
+            return None  # an empty chunk returns nothing, as in Prosody
+        try:
+            return loads(data)
+        except LuaSyntaxError as err:
+            raise CorruptFileError(err, path) from None
+
+    def store(self, user: Name | None, host: Name | None, store: Name, data: Any) -> bool:
+        """Replace the value stored for ``user``.  None or an empty table removes it.
+
+        The value is serialized before anything is written, so a value Lua
+        cannot hold raises (TypeError/ValueError) and leaves the file as it was.
+        """
+        payload = dump_dat({} if data is None else data)
+        directory, name = self._dir_and_name(user, host, store, "dat")
+        path = os.path.join(directory, name)
+        with self._write_lock(directory, create=payload != _EMPTY_DAT) as exists:
+            if exists:
+                self._store_locked(user, host, store, path, payload)
+        return True
+
+    def _store_locked(self, user, host, store, path: str, payload: bytes) -> None:
+        legacy = self._legacy_path(user, host, store, "dat")
+        if payload == _EMPTY_DAT:
+            removed = _remove(path) | _remove(legacy)
+        else:
+            _atomic_write(path, (payload,), self.durable)
+            removed = _remove(legacy)
+        if removed and self.durable:
+            _fsync_dir(os.path.dirname(path))
+            if legacy:
+                _fsync_dir(os.path.dirname(legacy))
+
+    def update(self, user: Name | None, host: Name | None, store: Name,
+               fn: Callable[[Any], Any]) -> Any:
+        """Read-modify-write under the lock: store ``fn(current value or None)`` and return it."""
+        directory, name = self._dir_and_name(user, host, store, "dat")
+        with self._write_lock(directory, create=True):
+            new = fn(self.load(user, host, store))
+            payload = dump_dat({} if new is None else new)
+            self._store_locked(user, host, store, os.path.join(directory, name), payload)
+        return new
+
+    # -- lists -----------------------------------------------------------------------
+
+    def list_load(self, user: Name | None, host: Name | None, store: Name) -> list | None:
+        """All items of a list, or None if there is no list."""
+        path = self._existing(user, host, store, "list")
+        data = _read(path) if path else None
+        if data is None:
+            return None
+        try:
+            return list(iter_list(data))
+        except LuaSyntaxError as err:
+            raise CorruptFileError(err, path) from None
+
+    def list_append(self, user: Name | None, host: Name | None, store: Name,
+                    item: Any) -> bool | None:
+        """Append one item.  As in Prosody, a None or False item is ignored (returns None)."""
+        if item is None or item is False:
+            return None
+        line = dump_item(item)
+        directory, name = self._dir_and_name(user, host, store, "list")
+        path = os.path.join(directory, name)
+        with self._write_lock(directory, create=True):
+            self._adopt_legacy_list(user, host, store, path)
+            start, end = self._append(path, line)
+            self._index_append(path[:-len("list")] + "lidx", start, end)
+        return True
+
+    def _adopt_legacy_list(self, user, host, store, path: str) -> None:
+        """Move a list that exists only in the unencoded store spelling to the current one."""
+        if os.path.lexists(path):
+            return
+        legacy = self._legacy_path(user, host, store, "list")
+        if legacy is None:
+            return
+        data = _read(legacy)
+        if data is None:
+            return
+        _atomic_write(path, (data,), self.durable)
+        _remove(legacy)
+        _remove(legacy[:-len("list")] + "lidx")
+
+    def _append(self, path: str, line: bytes) -> tuple[int, int]:
+        """One ``write`` of ``line`` at the end of ``path``; returns its (start, end) offsets."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o666)
+        try:
+            n = os.write(fd, line)
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            start = end - n
+            if n != len(line):
+                os.ftruncate(fd, start)  # never leave half an item behind
+                raise StoreError(f"{path}: short write ({n} of {len(line)} bytes)")
+            if start == 0:
+                _adopt_attributes(fd, None, os.path.dirname(path))
+            if self.durable:
+                os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        if start == 0 and self.durable:
+            _fsync_dir(os.path.dirname(path))
+        return start, end
+
+    def _index_append(self, index_path: str, start: int, end: int) -> None:
+        """Record a new item in the ``.lidx`` as Prosody 13 does, or drop a stale index."""
+        if start == 0:
+            _atomic_write(index_path, (lidx.MAGIC_BYTES + lidx.entry(end),), durable=False)
+            return
+        try:
+            fd = os.open(index_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return  # no index: list_open builds one when needed
+        try:
+            size = os.fstat(fd).st_size
+            e = lidx.ENTRY_SIZE
+            consistent = (size >= 2 * e and size % e == 0
+                          and os.pread(fd, e, 0) == lidx.MAGIC_BYTES
+                          and os.pread(fd, e, size - e) == lidx.entry(start))
+            if consistent:
+                entry = lidx.entry(end)
+                if os.write(fd, entry) == len(entry):
+                    return
+        finally:
+            os.close(fd)
+        _remove(index_path)
+
+    def list_store(self, user: Name | None, host: Name | None, store: Name,
+                   items: Sequence[Any] | None) -> bool:
+        """Replace the whole list atomically and delete its ``.lidx``; an empty list removes it."""
+        items = [] if items is None else list(items)
+        if any(i is None for i in items):
+            raise ValueError("a list item cannot be None (Lua lists cannot hold nil)")
+        lines = [dump_item(i) for i in items]
+        directory, name = self._dir_and_name(user, host, store, "list")
+        path = os.path.join(directory, name)
+        with self._write_lock(directory, create=bool(lines)) as exists:
+            if exists:
+                self._list_replace(user, host, store, path, lines, None)
+        return True
+
+    def _list_replace(self, user, host, store, path: str, chunks: Iterable[bytes] | list,
+                      offsets: array | None) -> None:
+        """Replace a list (under the lock).  Empty ``chunks`` removes it.
+
+        The old ``.lidx`` is removed before the list is renamed into place, so
+        no crash can pair the new list with the old index.  With ``offsets``,
+        a new index is written afterwards.
+        """
+        index_path = path[:-len("list")] + "lidx"
+        legacy = self._legacy_path(user, host, store, "list")
+        _remove(index_path)
+        if isinstance(chunks, list) and not chunks:
+            _remove(path)
+        else:
+            _atomic_write(path, chunks, self.durable)
+            if offsets is not None and self.write_index:
+                _atomic_write(index_path, (lidx.encode_index(offsets),), durable=False)
+        if legacy:
+            _remove(legacy)
+            _remove(legacy[:-len("list")] + "lidx")
+        if self.durable:
+            _fsync_dir(os.path.dirname(path))
+
+    def list_shift(self, user: Name | None, host: Name | None, store: Name,
+                   trim_to: int) -> bool:
+        """Drop items 1 .. trim_to-1 (1-based, as Prosody 13): item ``trim_to`` becomes the first.
+
+        ``trim_to`` 1 changes nothing; ``trim_to`` beyond the last item removes
+        the list.  The remaining bytes are copied unchanged; the list and a
+        recomputed ``.lidx`` are rewritten atomically.  A missing list is left
+        missing (returns True).
+        """
+        if isinstance(trim_to, bool) or not isinstance(trim_to, int) or trim_to < 1:
+            raise ValueError(f"trim_to must be an integer >= 1, not {trim_to!r}")
+        if trim_to == 1:
+            return True
+        directory, name = self._dir_and_name(user, host, store, "list")
+        path = os.path.join(directory, name)
+        with self._write_lock(directory, create=False):
+            source = self._existing(user, host, store, "list")
+            if source is None:
+                return True
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return True
+            try:
+                offsets = self._offsets(fd, source, write=False)
+                if trim_to > len(offsets):
+                    self._list_replace(user, host, store, path, [], None)
+                    return True
+                cut = offsets[trim_to - 2]
+                size = offsets[-1]
+                kept = array(offsets.typecode, (o - cut for o in offsets[trim_to - 1:]))
+
+                def tail() -> Iterator[bytes]:
+                    pos = cut
+                    while pos < size:
+                        chunk = os.pread(fd, min(_COPY_CHUNK, size - pos), pos)
+                        if not chunk:
+                            raise StoreError(f"{source}: file shrank while shifting")
+                        pos += len(chunk)
+                        yield chunk
+
+                self._list_replace(user, host, store, path, tail(), kept)
+            finally:
+                os.close(fd)
+        return True
+
+    def _offsets(self, fd: int, path: str, write: bool) -> array:
+        """The item end offsets of an open list: its ``.lidx`` if valid, else rebuilt."""
+        # Not strict: O(1) checks here, each item's boundaries are checked on reading.
+        offsets = lidx.read_index(path[:-len("list")] + "lidx", os.fstat(fd).st_size, strict=False)
+        if offsets is not None:
+            return offsets
+        return self._rebuild_index(fd, path, write)
+
+    def _rebuild_index(self, fd: int, path: str, write: bool) -> array:
+        """Scan the list for its items; write the index (with ``write`` and ``write_index``).
+
+        The index is written under the lock, and only if the file is still the
+        one that was scanned.
+        """
+        st = os.fstat(fd)
+        offsets = lidx.build_offsets(fd)
+        if write and self.write_index:
+            with contextlib.suppress(OSError):
+                with _dir_lock(os.path.dirname(path)):
+                    now = os.stat(path)
+                    if (now.st_ino, now.st_dev, now.st_size) == (st.st_ino, st.st_dev, st.st_size):
+                        _atomic_write(path[:-len("list")] + "lidx",
+                                      (lidx.encode_index(offsets),), durable=False)
+        return offsets
+
+    def list_open(self, user: Name | None, host: Name | None, store: Name) -> ListView | None:
+        """A lazy :class:`ListView` of the list, or None if there is none.
+
+        Uses the ``.lidx`` if it matches the list; otherwise builds the index
+        (as Prosody 13 does) and writes it unless ``write_index`` is False.
+        """
+        path = self._existing(user, host, store, "list")
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            offsets = self._offsets(fd, path, write=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return ListView(fd, path, offsets, lambda: self._rebuild_index(fd, path, True))
+
+    def list_recover(self, user: Name | None, host: Name | None, store: Name, *,
+                     repair: bool = False) -> ListRecovery | None:
+        """Read what can be read from a damaged list; report the damaged byte ranges.
+
+        The file is cut before every line that starts with ``item`` and each
+        piece is parsed on its own.  With ``repair=True`` (under the lock) a
+        damaged list is rewritten with the bytes of its good pieces only, and
+        its ``.lidx`` removed.  None if there is no list.
+        """
+        directory, name = self._dir_and_name(user, host, store, "list")
+        lock = self._write_lock(directory, create=False) if repair else contextlib.nullcontext()
+        with lock:
+            path = self._existing(user, host, store, "list")
+            data = _read(path) if path else None
+            if data is None:
+                return None
+            result = ListRecovery(path)
+            good: list[bytes] = []
+            bounds = [0, *lidx.scan_offsets(data)]
+            line = 1
+            for start, end in zip(bounds, bounds[1:]):
+                piece = data[start:end]
+                try:
+                    result.items.extend(iter_list(piece))
+                    good.append(piece if piece.endswith(b"\n") else piece + b"\n")
+                except LuaSyntaxError as err:
+                    result.damaged.append(
+                        DamagedRegion(start, end, _corrupt_piece(err, path, line, start)))
+                line += piece.count(b"\n")
+            if repair and result.damaged:
+                target = os.path.join(directory, name)
+                self._list_replace(user, host, store, target, good or [], None)
+                result.repaired = True
+        return result
+
+    # -- listings --------------------------------------------------------------------
+
+    def _store_dirs(self, host: Name | None, store: Name) -> list[str]:
+        host_dir = self._host_dir(host)
+        dirs = [os.path.join(host_dir, store_component(store))]
+        raw = legacy_store_name(store)
+        if raw is not None:
+            legacy = find_entry(host_dir, raw)
+            if legacy is not None:
+                dirs.append(legacy)
+        return dirs
+
+    @staticmethod
+    def _listdir(directory: str) -> list[bytes]:
+        try:
+            return sorted(os.listdir(os.fsencode(directory)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def users(self, host: Name | None, store: Name, typ: str = "keyval") -> Iterator[Name]:
+        """The users that have data in a store (``typ`` "keyval", "list" or an extension).
+
+        Both store-name spellings are searched; each user is yielded once.
+        """
+        suffix = ("." + _TYPE_EXT.get(typ, typ)).encode()
+        seen: set = set()
+        for directory in self._store_dirs(host, store):
+            for entry in self._listdir(directory):
+                if entry.endswith(suffix) and not entry.startswith(TEMP_PREFIX.encode()):
+                    user = decode(entry[:-len(suffix)])
+                    if user not in seen:
+                        seen.add(user)
+                        yield user
+
+    def stores(self, user: Name | bool | None, host: Name | None,
+               typ: str = "keyval") -> Iterator[Name]:
+        """The stores of a host, as Prosody's ``stores``.
+
+        ``user`` True: every store directory.  A user name: the stores where
+        that user has data of type ``typ``.  None: the stores without user
+        (``<host>/<store>.dat`` or ``.list``).  Both spellings, each name once.
+        """
+        ext = _TYPE_EXT.get(typ, typ)
+        if not _SAFE_EXT.match(ext):
+            raise InvalidNameError(f"unknown store type {typ!r}")
+        host_dir = self._host_dir(host)
+        user_file = None
+        if user is not None and user is not True:
+            user_file = user_component(user, "." + ext)
+        file_re = re.compile(rb"(.*)\.(" + re.escape(ext.encode()) + rb")\Z", re.S)
+        seen: set = set()
+        for entry in self._listdir(host_dir):
+            if entry.startswith(b"."):
+                continue
+            path = os.path.join(host_dir, os.fsdecode(entry))
+            if user is None:
+                m = file_re.match(entry)
+                if not m or not os.path.isfile(path):
+                    continue
+                name = decode(m.group(1))
+            elif not os.path.isdir(path):
+                continue
+            elif user_file is not None and not os.path.lexists(os.path.join(path, user_file)):
+                continue
+            else:
+                name = decode(entry)
+            if name not in seen:
+                seen.add(name)
+                yield name
+
+    def purge(self, user: Name, host: Name | None) -> bool:
+        """Remove every file of ``user`` on ``host`` (all stores, both spellings, indexes too)."""
+        if user is None:
+            raise InvalidNameError("purge needs a user name")
+        host_dir = self._host_dir(host)
+        names = [user_component(user, "." + ext) for ext in ("dat", "list", "lidx")]
+        for entry in self._listdir(host_dir):
+            directory = os.path.join(host_dir, os.fsdecode(entry))
+            if entry.startswith(b".") or not os.path.isdir(directory):
+                continue
+            with self._write_lock(directory, create=False):
+                removed = [_remove(os.path.join(directory, n)) for n in names]
+                if any(removed) and self.durable:
+                    _fsync_dir(directory)
+        return True
+
+    def remove_temp_files(self, older_than: float = 3600.0) -> list[str]:
+        """Delete temporary files left by killed writers, older than ``older_than`` seconds."""
+        removed = []
+        limit = time.time() - older_than
+        for root, _dirs, files in os.walk(self.data_path):
+            for name in files:
+                if name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
+                    path = os.path.join(root, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(path).st_mtime <= limit:
+                            os.unlink(path)
+                            removed.append(path)
+        return removed
+
+    # -- views -----------------------------------------------------------------------
+
+    def keyval(self, host: Name | None, store: Name) -> "KeyvalView":
+        """A ``MutableMapping`` of user -> value for one keyval store."""
+        return KeyvalView(self, host, store)
+
+    def lists(self, host: Name | None, store: Name) -> "ListsView":
+        """A ``MutableMapping`` of user -> lazy :class:`ListView` for one list store."""
+        return ListsView(self, host, store)
+
+
+class KeyvalView(MutableMapping):
+    """User -> value of one keyval store.
+
+    Setting an empty dict or list removes the user, as Prosody does, so
+    ``view[u] = {}`` is followed by ``u not in view``.  :meth:`modify` is a
+    locked read-modify-write.  Iteration order is the sorted encoded file name.
+    """
+
+    def __init__(self, dm: DataManager, host: Name | None, store: Name) -> None:
+        self.dm, self.host, self.store = dm, host, store
+
+    def __getitem__(self, user: Name) -> Any:
+        value = self.dm.load(user, self.host, self.store)
+        if value is None:
+            raise KeyError(user)
+        return value
+
+    def __setitem__(self, user: Name, value: Any) -> None:
+        if value is None:
+            raise ValueError("use del to remove a user")
+        self.dm.store(user, self.host, self.store, value)
+
+    def __delitem__(self, user: Name) -> None:
+        if self.dm._existing(user, self.host, self.store, "dat") is None:
+            raise KeyError(user)
+        self.dm.store(user, self.host, self.store, None)
+
+    def __contains__(self, user: object) -> bool:
+        try:
+            return self.dm._existing(user, self.host, self.store, "dat") is not None
+        except (StoreError, TypeError):
+            return False
+
+    def __iter__(self) -> Iterator[Name]:
+        return self.dm.users(self.host, self.store, "keyval")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def modify(self, user: Name, fn: Callable[[Any], Any]) -> Any:
+        """Store ``fn(current value or None)`` under the lock; return it."""
+        return self.dm.update(user, self.host, self.store, fn)
+
+
+class ListsView(MutableMapping):
+    """User -> lazy :class:`ListView` of one list store.
+
+    ``view[u]`` opens the list (close the returned view, or use ``with``);
+    ``view[u] = items`` replaces it (``list_store``), ``del view[u]`` removes
+    it and :meth:`append` adds one item.
+    """
+
+    def __init__(self, dm: DataManager, host: Name | None, store: Name) -> None:
+        self.dm, self.host, self.store = dm, host, store
+
+    def __getitem__(self, user: Name) -> ListView:
+        view = self.dm.list_open(user, self.host, self.store)
+        if view is None:
+            raise KeyError(user)
+        return view
+
+    def __setitem__(self, user: Name, items: Sequence[Any]) -> None:
+        self.dm.list_store(user, self.host, self.store, items)
+
+    def __delitem__(self, user: Name) -> None:
+        if user not in self:
+            raise KeyError(user)
+        self.dm.list_store(user, self.host, self.store, [])
+
+    def __contains__(self, user: object) -> bool:
+        try:
+            return self.dm._existing(user, self.host, self.store, "list") is not None
+        except (StoreError, TypeError):
+            return False
+
+    def __iter__(self) -> Iterator[Name]:
+        return self.dm.users(self.host, self.store, "list")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def append(self, user: Name, item: Any) -> None:
+        self.dm.list_append(user, self.host, self.store, item)
+
+    def load(self, user: Name) -> list:
+        """The whole list as a Python list (KeyError if missing)."""
+        items = self.dm.list_load(user, self.host, self.store)
+        if items is None:
+            raise KeyError(user)
+        return items
+
