@@ -1,4 +1,13 @@
-"""prosody_store: Prosody's data files, read and written exactly as Prosody does."""
+"""prosody_store: Prosody's data files, read and written exactly as Prosody does.
+
+The codec (:mod:`prosody_store.serialization`) turns Lua data literals into
+Python values and back; the store (:mod:`prosody_store.datamanager`) does the
+file work on a data directory.  Also: :mod:`prosody_store.json` (Prosody's
+JSON conventions), :mod:`prosody_store.stanza` (stored stanzas as XML),
+:mod:`prosody_store.accounts` (password checks), :mod:`prosody_store.jid`.
+"""
+from prosody_store.datamanager import CorruptFileError, DataManager
+from prosody_store.paths import InvalidNameError, NameTooLongError, StoreError
 from prosody_store.serialization import (
     FALSE_KEY,
     TRUE_KEY,
@@ -15,7 +24,12 @@ __all__ = [
     "FALSE_KEY",
     "TRUE_KEY",
     "BooleanKey",
+    "CorruptFileError",
+    "DataManager",
+    "InvalidNameError",
     "LuaSyntaxError",
+    "NameTooLongError",
+    "StoreError",
     "dump_dat",
     "dump_item",
     "dumps",
