@@ -21,7 +21,8 @@ def test_library_imports_only_the_standard_library():
         f"for name in {modules!r}: importlib.import_module(name)\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+    # -S: no site-packages .pth hooks (they import things of their own)
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)
     top_level = set(json.loads(out.stdout))
     foreign = top_level - set(sys.stdlib_module_names) - {"prosody_store", "__main__", "_sitebuiltins"}
