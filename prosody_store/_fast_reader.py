@@ -39,7 +39,7 @@ _INT_MAX = (1 << 63) - 1
 # Decimal escapes (always three digits in Prosody's output), a run at a time.
 _DECIMAL_RUN = re.compile(rb"(\\[0-9]{3}(?:\\[0-9]{3})*)")
 # A non-string key line, after the other replacements: its Lua text is group 1.
-_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"]*)\] = ')
+_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\'\\]*)\] = ')
 # Text that JSON reads but Lua does not, or that needs the real parser.
 _DECLINE = (b"\r", b"[[", b"[=", b"\\u", b"\\/", b"NaN", b"Infinity")
 
@@ -101,8 +101,13 @@ def _has_json_null(text: bytes) -> bool:
     return False
 
 
-def _to_json(body: bytes) -> str | None:
-    """Translate the entries of Prosody-formatted Lua text to JSON text, or None."""
+def _to_json(body: bytes, items: bool) -> str | None:
+    """Translate Prosody-formatted Lua text to JSON text, or None.
+
+    ``body`` is one value, or with ``items`` the text between the first
+    ``item(`` and the last ``);\n`` of whole list statements, which becomes a
+    JSON array.
+    """
     if any(marker in body for marker in _DECLINE) or not _only_indentation_tabs(body):
         return None
     s = body
@@ -116,10 +121,16 @@ def _to_json(body: bytes) -> str | None:
             s = s.replace(b"\\a", b"\\u0007")
         if b"\\v" in s:
             s = s.replace(b"\\v", b"\\u000b")
-    # Structure.  From here on a raw quote only ever delimits a string, and a
-    # raw newline only ever starts an entry, so these replacements cannot
-    # reach inside a string.
+    # From here on a raw quote only ever delimits a string.  JSON's own
+    # punctuation that Prosody never writes outside a string is spelled as a
+    # JSON escape: the same character inside a string, a syntax error outside
+    # (so "{"a": 1}" or "item(1, 2)" cannot pass as JSON).
+    s = s.replace(b",", b"\\u002c").replace(b":", b"\\u003a")
+    # Structure.  A raw newline only ever ends an entry or opens a table, so
+    # these replacements cannot reach inside a string either.
     s = s.translate(None, b"\t")
+    if items:
+        s = s.replace(b");\nitem(", b",")
     s = (s.replace(b";\n}", b"}")
          .replace(b";\n", b',"\\ud800":')
          .replace(b"{\n", b'{"\\ud800":')
@@ -127,6 +138,7 @@ def _to_json(body: bytes) -> str | None:
          .replace(b'"] = ', b'":'))
     if b'"\\ud800":[' in s:
         s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
+    s = s.replace(b"[", b"\\u005b").replace(b"]", b"\\u005d")
     if b'":(' in s:
         s = (s.replace(b'":(1/0)', b'":Infinity')
              .replace(b'":(-1/0)', b'":-Infinity')
@@ -137,6 +149,8 @@ def _to_json(body: bytes) -> str | None:
         s = _decode_decimal_escapes(s)
         if s is None:
             return None
+    if items:
+        s = b"[" + s + b"]"
     try:
         return s.decode("utf-8")
     except UnicodeDecodeError:
@@ -200,7 +214,7 @@ def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
     """The items of whole ``item(...);\\n`` statements, or None to decline."""
     if not (segment.startswith(b"item(") and segment.endswith(b");\n")):
         return None
-    text = _to_json(b"[" + segment[5:-3].replace(b");\nitem(", b",") + b"]")
+    text = _to_json(segment[5:-3], items=True)
     if text is None:
         return None
     ok, items = _decode(text, parse_key)
@@ -211,7 +225,7 @@ def read_value(src: bytes, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
     """The value of a whole ``return ...;\\n`` file: ``(True, value)``, or ``(False, None)``."""
     if not (src.startswith(b"return ") and src.endswith(b";\n")):
         return False, None
-    text = _to_json(src[7:-2])
+    text = _to_json(src[7:-2], items=False)
     if text is None:
         return False, None
     return _decode(text, parse_key)

@@ -130,15 +130,18 @@ _SIMPLE_ESCAPES = {
     b"\\\n": b"\n", b"\\\r": b"\n", b"\\\r\n": b"\n", b"\\\n\r": b"\n",
 }
 _LONG_NEWLINE = re.compile(rb"\r\n|\n\r|\r|\n")
+_KEYWORDS = frozenset(b"and break do else elseif end false for function goto if in local nil not "
+                      b"or repeat return then true until while".split())
 _LIST_BOUNDARY = b"\nitem"
 
 
 class _Parser:
     """Reads Lua data literals from ``src`` (bytes), starting at any offset."""
 
-    __slots__ = ("src", "end", "max_depth", "base_line", "base_pos", "incomplete")
+    __slots__ = ("src", "end", "max_depth", "base_line", "base_pos", "in_parens")
 
     def __init__(self, src: bytes, max_depth: int, base_line: int = 1, base_pos: int = 0) -> None:
+        self.in_parens = 0
         self.src = src
         self.end = len(src)
         self.max_depth = max_depth
@@ -227,6 +230,8 @@ class _Parser:
         m = (_NUMERAL_HEX if src[pos:pos + 2] in (b"0x", b"0X") else _NUMERAL_DEC).match(src, pos)
         text = m.group()
         if _INT_DEC.match(text):
+            if len(text) > 19:  # beyond 64 bits for sure: Lua reads a float
+                return m.end(), float(text)
             value = int(text)
             return m.end(), value if value <= _INT_MAX else float(value)
         if _VALID_DEC.match(text):
@@ -252,25 +257,31 @@ class _Parser:
         pos, value = self.parse_scalar(pos)
         if value.__class__ not in (int, float):
             raise self.error("only numbers can be negated", pos)
-        if negate:
-            if value.__class__ is float:
-                if self.src[start:pos] == _INT_MIN_DIGITS:
-                    # Prosody writes math.mininteger like this; Lua's lexer
-                    # overflows the digits to a float before negating.  Keep
-                    # the integer that was written (the same number).
-                    return pos, _INT_MIN
-                value = -value
-            elif value == 0:
-                # Lua reads "-0" as the integer 0.  Prosody 0.12+ writes the
-                # float -0.0 that way, so -0.0 is both the original value and
-                # the one that is written back as "-0"; it equals 0.
-                value = -0.0
-            else:
-                value = -value if value != _INT_MIN else _INT_MIN  # Lua's wrap-around
-        return pos, value
+        if not negate:
+            return pos, value
+        # Two numerals Prosody writes that Lua 5.4 reads as another type: the
+        # float -0.0 ("-0", an integer 0 to Lua) and math.mininteger (a float
+        # to Lua, whose lexer overflows the digits before negating).  As whole
+        # values, not inside an expression, they read as what Prosody wrote:
+        # the same numbers, and written back the same way.
+        literal = self.src[start:pos] if not self.in_parens else b""
+        if literal == b"0":
+            return pos, -0.0
+        if literal == _INT_MIN_DIGITS:
+            return pos, _INT_MIN
+        if value.__class__ is float:
+            return pos, -value
+        return pos, -value if value != _INT_MIN else _INT_MIN  # Lua's wrap-around
 
     def parse_parenthesized(self, pos: int) -> tuple[int, int | float]:
         """``(a/b)`` with numbers a and b, as Prosody writes inf and nan; or ``(a)``."""
+        self.in_parens += 1
+        try:
+            return self._parenthesized(pos)
+        finally:
+            self.in_parens -= 1
+
+    def _parenthesized(self, pos: int) -> tuple[int, int | float]:
         pos, value = self.parse_scalar(self.skip(pos + 1))
         pos = self.skip(pos)
         if self.src[pos:pos + 1] == b"/":
@@ -365,7 +376,8 @@ class _Parser:
             elif c.isalpha() or c == b"_":
                 m = _NAME.match(src, pos)
                 after = self.skip(m.end())
-                if src[after:after + 1] == b"=" and src[after + 1:after + 2] != b"=":
+                if (src[after:after + 1] == b"=" and src[after + 1:after + 2] != b"="
+                        and m.group() not in _KEYWORDS):
                     key = m.group().decode("ascii")
                     pos = self.skip(after + 1)
             elif not c:
@@ -470,7 +482,12 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         m = _NAME.match(data, pos)
         if m and m.group() == b"return":
             pos = parser.skip(m.end())
-        pos, value = parser.parse_value(pos)
+        elif pos == len(data):
+            return None  # an empty chunk returns nothing: no data, as in Prosody
+        if data[pos:pos + 1] in (b";", b""):
+            value = None  # "return" without a value
+        else:
+            pos, value = parser.parse_value(pos)
         pos = parser.skip(pos)
         if data[pos:pos + 1] == b";":
             pos = parser.skip(pos + 1)
@@ -480,6 +497,20 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     except RecursionError:
         # Only chains of parentheses or minus signs recurse; tables do not.
         raise parser.error("value nested too deeply", 0) from None
+
+
+def skip_space(src: bytes, pos: int) -> int:
+    """The offset of the first byte at or after ``pos`` that is not whitespace or a comment."""
+    return _Parser(src, DEFAULT_MAX_DEPTH).skip(pos)
+
+
+def read_value(src: bytes, pos: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> tuple[int, Any]:
+    """Read one value starting at ``pos``: ``(end offset, value)``.
+
+    For readers of other Lua data, such as Prosody's config file, that parse
+    the statements around the values themselves.
+    """
+    return _Parser(src, max_depth).parse_value(skip_space(src, pos))
 
 
 def _fast_path_allowed(max_depth: int) -> bool:
@@ -699,8 +730,11 @@ def _dump_scalar(v: Any, path: list) -> str:
 def _dump_key(k: Any, path: list) -> str:
     if k.__class__ is BooleanKey:
         return "true" if k.value else "false"
-    if k.__class__ is float and k != k:
-        raise ValueError(f"{_path_text(path)}: NaN cannot be a table key")
+    if k.__class__ is float:
+        if k != k:
+            raise ValueError(f"{_path_text(path)}: NaN cannot be a table key")
+        if k.is_integer() and -(2.0 ** 63) <= k < 2.0 ** 63:
+            return "%d" % k  # Lua 5.4 keeps an integral float key as an integer
     if isinstance(k, (dict, list, tuple)) or k is None:
         raise TypeError(f"{_path_text(path)}: a {type(k).__name__} cannot be a table key")
     return _dump_scalar(k, path)
