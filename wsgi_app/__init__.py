@@ -1,0 +1,68 @@
+"""wsgi_app: Prosody's ``mod_data_access`` HTTP API as a WSGI application.
+
+``create_app(data_path, admins=...)`` returns the WSGI callable;
+``application`` is one configured from environment variables, for any WSGI
+server (``waitress-serve wsgi_app:application``):
+
+``PROSODY_DATA_PATH``   the data directory (default ``/var/lib/prosody``)
+``PROSODY_ADMINS``      admin JIDs, separated by commas or spaces
+``PROSODY_HOSTS``       the hosts to serve (default: every host with accounts)
+``PROSODY_CONFIG``      a Prosody config file to take the three above from
+``PROSODY_MAX_BODY``    the largest request body in bytes (default 10 MiB)
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Iterable
+
+from prosody_store.datamanager import DataManager
+from wsgi_app.app import DEFAULT_MAX_BODY, DataAccessApp
+from wsgi_app.auth import Authenticator
+
+__all__ = ["DataAccessApp", "application", "create_app"]
+
+
+def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
+               host_admins: dict[str, Iterable[str]] | None = None,
+               hosts: Iterable[str] | None = None, max_body: int = DEFAULT_MAX_BODY,
+               cache_size: int = 1024) -> DataAccessApp:
+    """The data access service for the Prosody data directory ``data_path``.
+
+    ``admins`` may touch every user's data on every host, ``host_admins``
+    (host -> JIDs) on their host only.  ``hosts`` limits the hosts whose users
+    may log in (default: every host that has an ``accounts`` store).
+    """
+    dm = DataManager(data_path)
+    auth = Authenticator(dm, hosts=hosts, admins=admins, host_admins=host_admins,
+                         cache_size=cache_size)
+    return DataAccessApp(dm, auth, max_body=max_body)
+
+
+def _split(value: str | None) -> list[str]:
+    return value.replace(",", " ").split() if value else []
+
+
+@functools.lru_cache(maxsize=None)
+def app_from_environment() -> DataAccessApp:
+    """The application configured by the ``PROSODY_*`` environment variables."""
+    env = os.environ
+    data_path = env.get("PROSODY_DATA_PATH")
+    admins = _split(env.get("PROSODY_ADMINS"))
+    hosts = _split(env.get("PROSODY_HOSTS")) or None
+    host_admins: dict[str, list[str]] = {}
+    if env.get("PROSODY_CONFIG"):
+        from prosody_store.config import read_config
+
+        config = read_config(env["PROSODY_CONFIG"])
+        data_path = data_path or config.data_path
+        admins = admins or list(config.admins)
+        hosts = hosts or list(config.hosts) or None
+        host_admins = {h: list(a) for h, a in config.host_admins.items()}
+    return create_app(data_path or "/var/lib/prosody", admins=admins, host_admins=host_admins,
+                      hosts=hosts, max_body=int(env.get("PROSODY_MAX_BODY", DEFAULT_MAX_BODY)))
+
+
+def application(environ: dict, start_response):
+    """WSGI entry point configured from the environment (built on the first request)."""
+    return app_from_environment()(environ, start_response)

@@ -1,0 +1,259 @@
+"""Benchmark: the HTTP service against the original mod_data_access's figures (SPEC section 6).
+
+Usage: ``python3 bench/http.py [--duration 10] [--threads 4] [--load auto|wrk|python]``
+
+Serves a copy of ``fixtures/demo`` with ``prosody-store serve`` (waitress,
+``--threads 4``) on 127.0.0.1 in a subprocess, and loads it from another process
+with an authenticated ``GET /data/roster`` (a small keyval store):
+
+* for ``alice``, an ``internal_hashed`` account written by prosodyctl
+  (SCRAM-SHA-1, 10,000 PBKDF2 iterations): the original runs PBKDF2 on every
+  request (about 150 requests/s); we verify once and then answer from the
+  credential cache, so the target is at least 10x;
+* for an ``internal_plain`` account: the original manages about 3,000
+  requests/s; the target is to be no slower (1x).
+
+Load: ``wrk`` (2 threads, 8 connections, ``--latency`` for the 99th percentile,
+the Authorization header set by a Lua script), installed with apt-get when it
+is missing and we run as root; otherwise (or with ``--load python``) a Python
+load generator: 2 processes x 4 threads, one keep-alive http.client connection
+per thread, for the same duration.  Every response must be a 200.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# This file is named http.py: keep its directory off the path, or it would shadow
+# the standard library's http package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _HERE]
+sys.path.insert(0, str(ROOT))
+
+from prosody_store.datamanager import DataManager  # noqa: E402
+
+ORIGINAL = {"hashed": 150.0, "plain": 3000.0}  # requests/s, SPEC section 6
+TARGET = {"hashed": 10.0, "plain": 1.0}  # ratio to the original
+ACCOUNTS = {"hashed": ("alice@localhost", "wonderland"), "plain": ("pat@localhost", "plain-pw")}
+PATH = "/data/roster"
+BASELINE_APP = r"""
+import sys, waitress
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+waitress.serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
+"""
+
+LOADER = r"""
+import http.client, json, sys, threading, time
+host, port, path, auth, duration, nthreads = sys.argv[1:7]
+port, duration, nthreads = int(port), float(duration), int(nthreads)
+lat, errors, lock = [], [0], threading.Lock()
+start = time.monotonic()
+end = start + duration
+def worker():
+    mine, bad = [], 0
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    while True:
+        t0 = time.monotonic()
+        if t0 >= end:
+            break
+        try:
+            conn.request("GET", path, headers={"Authorization": auth})
+            r = conn.getresponse()
+            r.read()
+            if r.status != 200:
+                bad += 1
+            if r.getheader("Connection", "").lower() == "close":
+                conn.close()
+                conn = http.client.HTTPConnection(host, port, timeout=30)
+        except OSError:
+            bad += 1
+            conn.close()
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+        mine.append(time.monotonic() - t0)
+    conn.close()
+    with lock:
+        lat.extend(mine)
+        errors[0] += bad
+threads = [threading.Thread(target=worker) for _ in range(nthreads)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"latencies": lat, "errors": errors[0], "elapsed": time.monotonic() - start}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def basic(jid: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{jid}:{password}".encode()).decode()
+
+
+def find_wrk(install: bool) -> str | None:
+    wrk = shutil.which("wrk")
+    if wrk or not install:
+        return wrk
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    print("installing wrk (apt-get install -y wrk) ...", file=sys.stderr)
+    try:
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, timeout=300,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return shutil.which("wrk")
+
+
+def _seconds(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if not m:
+        raise ValueError(value)
+    return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
+
+
+def run_wrk(wrk: str, url: str, auth: str, duration: float, work: Path) -> dict:
+    script = work / "auth.lua"
+    script.write_text(f'wrk.method = "GET"\nwrk.headers["Authorization"] = {json.dumps(auth)}\n')
+    out = subprocess.run([wrk, "-t2", "-c8", f"-d{int(duration)}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = _seconds(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p99": p99, "requests": total, "errors": errors,
+            "socket_errors": sock.group(1) if sock else "none", "tool": "wrk -t2 -c8 --latency"}
+
+
+def run_python(port: int, auth: str, duration: float) -> dict:
+    procs = [subprocess.Popen([sys.executable, "-c", LOADER, "127.0.0.1", str(port), PATH, auth,
+                               str(duration), "4"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+             for _ in range(2)]
+    results = [json.loads(p.communicate(timeout=duration + 60)[0]) for p in procs]
+    latencies = sorted(x for r in results for x in r["latencies"])
+    elapsed = max(r["elapsed"] for r in results)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
+    return {"rps": len(latencies) / elapsed, "p99": p99, "requests": len(latencies),
+            "errors": sum(r["errors"] for r in results), "socket_errors": "n/a",
+            "tool": "python http.client, 2 processes x 4 keep-alive connections"}
+
+
+def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start in time")
+            time.sleep(0.05)
+
+
+def check_once(port: int, auth: str) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", PATH, headers={"Authorization": auth})
+        r = conn.getresponse()
+        body = r.read()
+    finally:
+        conn.close()
+    if r.status != 200:
+        raise SystemExit(f"warm-up GET {PATH}: {r.status} {body!r}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress threads (default 4)")
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator (auto: wrk if available or installable)")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    args = parser.parse_args()
+
+    wrk = None if args.load == "python" else find_wrk(install=not args.no_install)
+    if args.load == "wrk" and wrk is None:
+        raise SystemExit("wrk is not installed and could not be installed")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    port = free_port()
+    proc = None
+    try:
+        data = work / "data"
+        shutil.copytree(ROOT / "fixtures" / "demo", data)
+        dm = DataManager(data)
+        dm.store("pat", "localhost", "accounts", {"password": "plain-pw"})
+        dm.store("pat", "localhost", "roster", dm.load("alice", "localhost", "roster"))
+        record = dm.load("alice", "localhost", "accounts")
+        log = open(work / "server.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prosody_store", "--data-path", str(data), "serve",
+             "--listen", f"127.0.0.1:{port}", "--threads", str(args.threads)],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(port, proc)
+        print(f"server: prosody-store serve (waitress, {args.threads} threads) on 127.0.0.1:{port}, "
+              f"GET {PATH} ({os.cpu_count()} CPUs)")
+        print(f"hashed account: SCRAM-SHA-{'1' if len(record['stored_key']) == 40 else '256'}, "
+              f"{record['iteration_count']} iterations (prosodyctl); plain account: internal_plain")
+        rows = []
+        for kind, (jid, password) in ACCOUNTS.items():
+            auth = basic(jid, password)
+            check_once(port, auth)
+            result = (run_wrk(wrk, f"http://127.0.0.1:{port}{PATH}", auth, args.duration, work)
+                      if wrk else run_python(port, auth, args.duration))
+            ratio = result["rps"] / ORIGINAL[kind]
+            ok = ratio >= TARGET[kind] and result["errors"] == 0
+            rows.append((kind, result, ratio, ok))
+            print(f"load: {result['tool']}, {args.duration:g} s; {result['requests']} requests, "
+                  f"{result['errors']} non-200, socket errors: {result['socket_errors']}")
+        # The ceiling on this machine: a WSGI app that does nothing, same server, same load.
+        proc.terminate()
+        proc.wait(timeout=10)
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(port), str(args.threads)],
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(port, proc)
+        base = (run_wrk(wrk, f"http://127.0.0.1:{port}{PATH}", "none", args.duration, work)
+                if wrk else run_python(port, "none", args.duration))
+        print()
+        print(f"{'account':<8} {'req/s':>10} {'p99 ms':>9} {'original':>9} {'ratio':>8} {'target':>7}  result")
+        for kind, result, ratio, ok in rows:
+            print(f"{kind:<8} {result['rps']:>10.0f} {result['p99'] * 1000:>9.2f} {ORIGINAL[kind]:>9.0f} "
+                  f"{ratio:>7.1f}x {TARGET[kind]:>6.0f}x  {'PASS' if ok else 'FAIL'}")
+        print(f"{'(empty)':<8} {base['rps']:>10.0f} {base['p99'] * 1000:>9.2f}"
+              "   baseline: a WSGI app that does nothing, same waitress and load")
+        return 0 if all(ok for *_, ok in rows) else 1
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

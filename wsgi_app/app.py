@@ -1,0 +1,270 @@
+"""The HTTP data access service: Prosody's ``mod_data_access`` API over :mod:`prosody_store`.
+
+::
+
+    GET | HEAD       /data[/<host>/<user>]/<store>[/<format>]
+    PUT | POST       /data[/<host>/<user>]/<store>
+    DELETE           /data[/<host>/<user>]/<store>
+
+This module only maps HTTP to store calls: Werkzeug parses requests and
+headers, :mod:`wsgi_app.auth` says who is asking, :mod:`prosody_store` does the
+data work.  Every error is an ``HTTPException`` with a one-line plain-text
+reason, and nothing is written before a request has been fully validated.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Iterable, Iterator
+from urllib.parse import quote
+
+from werkzeug.datastructures import Authorization, WWWAuthenticate
+from werkzeug.exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    InternalServerError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    RequestEntityTooLarge,
+    Unauthorized,
+)
+from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from prosody_store import json as prosody_json
+from prosody_store import serialization
+from prosody_store.datamanager import DataManager, StoreError
+from prosody_store.jid import JIDError, nodeprep
+from wsgi_app.auth import Authenticator, AuthError, User, prep_host
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+READ_METHODS = ("GET", "HEAD")
+WRITE_METHODS = ("PUT", "POST", "DELETE")
+
+MEDIA_TYPES = {"json": "application/json", "lua": "text/x-lua"}
+FORMATS = {media: name for name, media in MEDIA_TYPES.items()}
+STORE_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+class SegmentsConverter(BaseConverter):
+    """Whatever follows ``/data``: nothing, or ``/`` and anything (empty segments
+    included, which :meth:`DataAccessApp.resolve` ignores as Prosody does)."""
+
+    regex = r"(?:/[\s\S]*)?"
+    part_isolating = False
+
+
+class DataAccessApp:
+    """The WSGI application.  See :func:`wsgi_app.create_app` for the options."""
+
+    def __init__(self, dm: DataManager, auth: Authenticator, *, max_body: int = DEFAULT_MAX_BODY,
+                 max_depth: int = serialization.DEFAULT_MAX_DEPTH) -> None:
+        self.dm = dm
+        self.auth = auth
+        self.max_body = max_body
+        self.max_depth = max_depth
+        methods = (*READ_METHODS, *WRITE_METHODS)
+        self.url_map = Map([
+            Rule("/data<segments:path>", endpoint="data", methods=methods),
+        ], converters={"segments": SegmentsConverter}, strict_slashes=False,
+            merge_slashes=False, redirect_defaults=False)
+
+    # -- WSGI ----------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except HTTPException as exc:
+            response = error_response(exc)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        adapter = self.url_map.bind_to_environ(request.environ)
+        try:
+            _, args = adapter.match()
+        except MethodNotAllowed as exc:
+            exc.description = f"method {request.method} not allowed"
+            raise
+        user = self.authenticate(request)
+        host, node, store, fmt = self.resolve(args["path"], user)
+        if (host, node) != (user.host, user.node) and not self.auth.is_admin(user, host):
+            raise Forbidden(f"{user.jid} may not access data of {node}@{host}")
+        try:
+            if request.method in READ_METHODS:
+                return self.get(request, host, node, store, fmt)
+            if fmt is not None:
+                raise NotFound("a format is only meaningful for GET")
+            if request.method == "DELETE":
+                return self.delete(host, node, store)
+            return self.put_or_post(request, host, node, store)
+        except StoreError as err:
+            raise InternalServerError(f"stored data unusable: {_one_line(err)}") from None
+
+    # -- who and what --------------------------------------------------------------
+
+    def authenticate(self, request: Request) -> User:
+        try:
+            credentials = request.authorization
+        except ValueError:  # Werkzeug's base64 decoding of non-ASCII ("Basic \x80")
+            credentials = None
+        if credentials is None or credentials.type != "basic":
+            raise self.unauthorized(request, credentials, "HTTP Basic credentials required")
+        try:
+            return self.auth.authenticate(credentials.username or "", credentials.password or "")
+        except AuthError:
+            # The reason stays here: telling "no such account" from "wrong password"
+            # would let anyone probe which accounts exist.
+            raise self.unauthorized(request, credentials, "bad credentials") from None
+
+    def unauthorized(self, request: Request, credentials: Authorization | None,
+                     reason: str) -> Unauthorized:
+        realm = f"{self.realm_host(request, credentials)}/data_access"
+        return Unauthorized(f"authentication failed: {reason}",
+                            www_authenticate=WWWAuthenticate("basic", {"realm": realm}))
+
+    def realm_host(self, request: Request, credentials: Authorization | None) -> str:
+        """The host named in the credentials if it is served here, else the HTTP host."""
+        if credentials is not None and credentials.type == "basic" and credentials.username:
+            host = credentials.username.rpartition("@")[2].partition("/")[0]
+            try:
+                if host and self.auth.serves(prep_host(host)):
+                    return prep_host(host)
+            except JIDError:
+                pass
+        # request.host is "" when the Host header is missing or malformed.
+        host = request.host
+        host = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+        return host or "localhost"
+
+    def resolve(self, path: str, user: User) -> tuple[str, str, str, str | None]:
+        """Host, user, store and format from the path, as mod_data_access splits it."""
+        segments = [s for s in path.split("/") if s]
+        own = len(segments) < 3
+        if own:
+            segments[0:0] = [user.host, user.node]
+        if len(segments) > 4:
+            raise NotFound("too many path segments")
+        host, node, store, fmt = (segments + [None] * 4)[:4]
+        if not store or not set(store) <= STORE_NAME_CHARS:
+            raise NotFound("store names are letters and underscores")
+        if not own:  # the user's own host and node are prepared already
+            try:
+                host = _prep_host(host)
+                node = _nodeprep(node)
+            except JIDError:
+                raise NotFound("no such user or host") from None
+        if fmt is not None and fmt not in MEDIA_TYPES:
+            raise NotFound(f"unknown format {fmt!r} (json or lua)")
+        return host, node, store, fmt
+
+    # -- methods -------------------------------------------------------------------
+
+    def get(self, request: Request, host: str, node: str, store: str, fmt: str | None) -> Response:
+        if fmt is None:
+            fmt = self.negotiate(request)
+        data = self.dm.load(node, host, store)
+        if data is not None:
+            return self.respond(fmt, self.encode(fmt, data))
+        if fmt == "json":
+            items = self.dm.list_open(node, host, store)
+            if items is None or len(items) == 0:
+                if items is not None:
+                    items.close()
+                raise NotFound(f"no data in store {store!r}")
+            response = self.respond(fmt, prosody_json.iter_dumpb_array(items))
+            # Closed by the WSGI server after the body was sent, and also for HEAD,
+            # where the body iterator never starts (a generator's finally would not run).
+            response.call_on_close(items.close)
+            return response
+        data = self.dm.list_load(node, host, store)
+        if not data:
+            raise NotFound(f"no data in store {store!r}")
+        return self.respond(fmt, self.encode(fmt, data))
+
+    def negotiate(self, request: Request) -> str:
+        if not request.accept_mimetypes:
+            return "json"
+        best = request.accept_mimetypes.best_match(list(FORMATS))
+        if best is None:
+            raise NotAcceptable("only application/json and text/x-lua are available")
+        return FORMATS[best]
+
+    @staticmethod
+    def encode(fmt: str, data: Any) -> bytes:
+        # dumpb: a stored string that is not UTF-8 goes out as its raw bytes, as in
+        # Prosody (dumps would hold lone surrogates that cannot be encoded).
+        if fmt == "json":
+            return prosody_json.dumpb(data)
+        return serialization.dumps(data).encode("ascii")
+
+    @staticmethod
+    def respond(fmt: str, body: bytes | Iterator[bytes]) -> Response:
+        response = Response(body, status=200, content_type=f"{MEDIA_TYPES[fmt]}; charset=utf-8")
+        return response
+
+    def put_or_post(self, request: Request, host: str, node: str, store: str) -> Response:
+        value = self.decode_body(request)
+        if request.method == "PUT":
+            if not isinstance(value, (dict, list)):
+                raise BadRequest("PUT needs a table (a JSON object or array)")
+            self.dm.store(node, host, store, value)
+        else:
+            self.dm.list_append(node, host, store, value)
+        response = Response(status=201)
+        # Absolute when the request named a valid Host, else a relative reference.
+        base = request.host_url.rstrip("/") if request.host else ""
+        response.headers["Location"] = (base + request.script_root + "/data/"
+                                        + "/".join(quote(s, safe="") for s in (host, node, store)))
+        return response
+
+    def decode_body(self, request: Request) -> Any:
+        fmt = FORMATS.get(request.mimetype)
+        if fmt is None:
+            raise BadRequest("Content-Type must be application/json or text/x-lua")
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
+        body = request.stream.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
+        if not body:
+            raise BadRequest("empty body")
+        try:
+            if fmt == "json":
+                value = prosody_json.loads(body, max_depth=self.max_depth)
+            else:
+                value = serialization.loads(body, max_depth=self.max_depth)
+        except ValueError as err:
+            raise BadRequest(f"body is not valid {fmt}: {_one_line(err)}") from None
+        if value is None or value is False:
+            raise BadRequest("body holds no data (null or false)")
+        try:
+            serialization.dumps(value)
+        except (TypeError, ValueError) as err:
+            raise BadRequest(f"body cannot be stored: {_one_line(err)}") from None
+        return value
+
+    def delete(self, host: str, node: str, store: str) -> Response:
+        self.dm.store(node, host, store, None)
+        self.dm.list_store(node, host, store, None)
+        return Response(status=204)
+
+
+# Stringprep is slow and path segments repeat: memoized (bounded; errors are not cached).
+_prep_host = functools.lru_cache(maxsize=4096)(prep_host)
+_nodeprep = functools.lru_cache(maxsize=4096)(nodeprep)
+
+
+def error_response(exc: HTTPException) -> Response:
+    """The exception as a response with a one-line plain-text reason, its headers kept."""
+    headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+    reason = _one_line(exc.description or exc.name)
+    return Response(reason + "\n", status=exc.code, headers=headers,
+                    content_type="text/plain; charset=utf-8")
+
+
+def _one_line(err: object) -> str:
+    return " ".join(str(err).split())
+
+
