@@ -37,6 +37,7 @@ from prosody_store import serialization
 from prosody_store.datamanager import DataManager, StoreError
 from prosody_store.jid import JIDError, nodeprep
 from wsgi_app.auth import Authenticator, AuthError, User, prep_host
+from wsgi_app.cache import BodyCache
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 READ_METHODS = ("GET", "HEAD")
@@ -64,6 +65,7 @@ class DataAccessApp:
         self.auth = auth
         self.max_body = max_body
         self.max_depth = max_depth
+        self.bodies = BodyCache()
         methods = (*READ_METHODS, *WRITE_METHODS)
         self.url_map = Map([
             Rule("/data<segments:path>", endpoint="data", methods=methods),
@@ -164,9 +166,13 @@ class DataAccessApp:
     def get(self, request: Request, host: str, node: str, store: str, fmt: str | None) -> Response:
         if fmt is None:
             fmt = self.negotiate(request)
-        data = self.dm.load(node, host, store)
-        if data is not None:
-            return self.respond(fmt, self.encode(fmt, data))
+        def encoded_keyval() -> bytes | None:
+            data = self.dm.load(node, host, store)
+            return None if data is None else self.encode(fmt, data)
+
+        body = self.bodies.body(self.dm.getpath(node, host, store), fmt, encoded_keyval)
+        if body is not None:
+            return self.respond(fmt, body)
         if fmt == "json":
             items = self.dm.list_open(node, host, store)
             if items is None or len(items) == 0:
