@@ -165,7 +165,7 @@ def _escape_text(text: str) -> str:
     return '"' + _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group()], text) + '"'
 
 
-_SPECIAL_OR_SURROGATE = re.compile('[\x00-\x1f"\\\ud800-\udfff]')
+_SPECIAL_OR_SURROGATE = re.compile('[\x00-\x1f"\\\\\ud800-\udfff]')
 
 
 def _quote(s: str | bytes | bytearray) -> str:

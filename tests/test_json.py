@@ -418,10 +418,9 @@ def _prosody_encode(oracle, value: Any, command: str = "json_oracle.encode") -> 
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("value, expected", ENCODE_CASES, ids=repr)
+@pytest.mark.parametrize("value, expected", [c for c in ENCODE_CASES if c[0] is not None], ids=repr)
 def test_encode_cases_match_prosody(oracle, value: Any, expected: str) -> None:
-    if value is None:
-        pytest.skip("tagged.lua cannot pass a bare nil")
+    # (A bare nil cannot travel through tagged.lua; its plain case is tested above.)
     assert _prosody_encode(oracle, value) == dumpb(value)
 
 
