@@ -47,9 +47,9 @@ _DECLINE = (b"\r", b"[[", b"[=", b"\\u", b"\\/", b"NaN", b"Infinity")
 def _decode_decimal_escapes(s: bytes) -> bytes | None:
     """Replace every run of ``\\ddd`` escapes with the bytes it stands for.
 
-    Non-ASCII text is all decimal escapes in Prosody's output, so this is hot.
-    All runs are converted in one ``bytes(map(int, ...))`` and cut apart
-    again by their lengths, without Python code per run.  None (decline) for
+    Non-ASCII text is all decimal escapes in Prosody's output, so this is hot:
+    the runs are converted together by :func:`_decimal_values` and cut apart
+    again by their lengths, with no Python code per run.  None (decline) for
     a value above 255, and for a quote or backslash written as a decimal
     escape, which Prosody never does.
     """
@@ -57,15 +57,37 @@ def _decode_decimal_escapes(s: bytes) -> bytes | None:
     runs = parts[1::2]
     if not runs:
         return s
-    try:
-        raw = bytes(map(int, b"".join(runs)[1:].split(b"\\")))
-    except ValueError:
-        return None
-    if b'"' in raw or b"\\" in raw:
+    raw = _decimal_values(b"".join(runs).translate(_DIGIT_VALUES, b"\\"))
+    if raw is None or b'"' in raw or b"\\" in raw:
         return None
     ends = list(accumulate(map(floordiv, map(len, runs), repeat(4))))
     parts[1::2] = map(raw.__getitem__, map(slice, [0, *ends[:-1]], ends))
     return b"".join(parts)
+
+
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
+def _decimal_values(digits: bytes) -> bytes | None:
+    """Three digit values (0..9) per escape -> the byte each escape stands for.
+
+    Arithmetic on whole sequences at once: the hundreds, tens and units digits
+    are each laid out as one big integer with a 16-bit lane per escape, so
+    ``100*H + 10*T + U`` (at most 999) never carries from one lane into the
+    next.  A lane above 255 means an escape Lua rejects: None.
+    """
+    n = len(digits) // 3
+
+    def lanes(column: bytes) -> int:
+        wide = bytearray(2 * n)
+        wide[1::2] = column
+        return int.from_bytes(wide, "big")
+
+    total = lanes(digits[0::3]) * 100 + lanes(digits[1::3]) * 10 + lanes(digits[2::3])
+    wide = total.to_bytes(2 * n, "big")
+    if wide[0::2].strip(b"\0"):
+        return None
+    return wide[1::2]
 
 
 def _parse_int(text: str) -> int | float:
