@@ -317,3 +317,22 @@ def test_fast_path_agrees_on_mutated_prosody_output(noise, where):
         return
     if ok:
         assert same(fast, expected)
+
+
+@pytest.mark.parametrize("escapes,expected", [
+    (b"\\000\\255\\195\\188", b"\x00\xff\xc3\xbc"),
+    (b"\\256", None),
+    (b"\\999", None),
+    (b"\\300\\001", None),
+])
+def test_fast_path_decimal_escapes(escapes, expected):
+    digits = escapes.translate(_fast_reader._DIGIT_VALUES, b"\\")
+    assert _fast_reader._decimal_values(digits) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=300))
+def test_fast_path_reads_every_byte_escaped(raw):
+    data = dump_dat({"s": raw})
+    assert same(loads(data), slow_loads(data))
+    assert loads(data)["s"] == ser._text(raw)
