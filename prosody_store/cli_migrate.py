@@ -26,13 +26,15 @@ read-only) while migrating.
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction,
+               parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
     """Add the ``migrate`` command to ``prosody-store``'s subcommands."""
     p = subparsers.add_parser(
         "migrate", help="copy the data directory into Prosody's SQL storage, or back",
         description="Copy the data directory into the tables of Prosody's mod_storage_sql "
                     "(SQLite or PostgreSQL), or from them back into a data directory.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=list(parents))
     direction = p.add_mutually_exclusive_group(required=True)
     direction.add_argument("--to", metavar="URL",
                            help="write into this database: sqlite:///path/prosody.sqlite or "
@@ -148,28 +150,3 @@ def cmd_migrate(args: argparse.Namespace) -> int:
           + (f"; {len(report.errors)} could not be migrated" if report.errors else ""),
           file=sys.stderr)
     return 1 if report.errors else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``prosody-store`` with the ``migrate`` command, for use before it is wired into cli.py."""
-    from prosody_store import cli
-    parser = cli.build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "migrate" not in subparsers.choices:
-        add_parser(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except cli.CommandError as err:
-        print(f"prosody-store: {err}", file=sys.stderr)
-        return err.status
-    except KeyboardInterrupt:
-        return 130
-    except OSError as err:
-        print(f"prosody-store: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
-              file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@ import pytest
 
 from prosody_store import FALSE_KEY, TRUE_KEY
 from prosody_store import json as pjson
-from prosody_store.cli_migrate import main as cli_main
+from prosody_store.cli import main as cli_main
 from prosody_store.datamanager import DataManager
 from prosody_store.sql import (
     MigrationError,

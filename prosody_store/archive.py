@@ -1,0 +1,128 @@
+"""Message-archive expiry, offline: what mod_mam's ``archive_expires_after`` does.
+
+mod_mam (Prosody 0.12, mod_storage_internal) deletes, per user, every archive
+item whose ``when`` is not newer than ``now - archive_expires_after``
+(``archive:delete(user, {["end"] = os.time() - after})`` keeps
+``item.when > end``) and rewrites the list with ``list_store``.
+
+:func:`expire_list` does the same to one list without holding it in memory:
+under the store directory's lock it reads the items (streamed, with their
+byte offsets), then, if any is to go, writes the bytes of the kept items
+unchanged into a temporary file and renames it over the list, with a fresh
+``.lidx``.  Items without a numeric ``when`` are kept (Prosody would fail on
+them).  A list from which everything goes is removed, as ``list_store`` does.
+"""
+from __future__ import annotations
+
+import os
+import re
+from array import array
+from dataclasses import dataclass
+from typing import Iterator
+
+from prosody_store import lidx
+from prosody_store.datamanager import CorruptFileError, DataManager
+from prosody_store.paths import Name
+from prosody_store.serialization import LuaSyntaxError, iter_list_with_offsets
+
+__all__ = ["DAY", "ExpireResult", "expire_list", "parse_duration"]
+
+DAY = 86400
+# As mod_mam's multipliers: "m" is a month of 31 days there, so it is here.
+_UNITS = {
+    "": 1, "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": DAY, "day": DAY, "days": DAY,
+    "w": 7 * DAY, "week": 7 * DAY, "weeks": 7 * DAY,
+    "m": 31 * DAY, "month": 31 * DAY, "months": 31 * DAY,
+    "y": 365.2425 * DAY, "year": 365.2425 * DAY, "years": 365.2425 * DAY,
+}
+_DURATION = re.compile(r"\s*(\d+)\s*([a-z]*)\s*\Z")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds of a duration like ``90d``, ``1w``, ``2 weeks``; None for ``never``.
+
+    Units as mod_mam's ``archive_expires_after``: none or ``s`` seconds, ``d``
+    days, ``w`` weeks, ``m`` months of 31 days, ``y`` years of 365.2425 days;
+    also ``min`` and ``h``.  Raises ValueError for anything else (mod_mam
+    would silently read an unknown unit as seconds).
+    """
+    low = text.strip().lower()
+    if low == "never":
+        return None
+    m = _DURATION.match(low)
+    if not m or m.group(2) not in _UNITS:
+        raise ValueError(f"{text!r} is not a duration (like 90d, 2w, 6m, 1y, 12h)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass
+class ExpireResult:
+    path: str
+    dropped: int = 0
+    kept: int = 0
+
+
+def _is_expired(item, cutoff: float) -> bool:
+    when = item.get("when") if isinstance(item, dict) else None
+    if when is None or isinstance(when, bool) or not isinstance(when, (int, float)):
+        return False
+    return not when > cutoff
+
+
+def expire_list(dm: DataManager, user: Name | None, host: Name | None, store: Name,
+                cutoff: float, dry_run: bool = False) -> ExpireResult | None:
+    """Drop the items of one list whose ``when`` <= ``cutoff``; None if there is no list."""
+    path = dm.getpath(user, host, store, "list")
+    directory = os.path.dirname(path)
+    with dm._write_lock(directory, create=False) as exists:
+        if not exists:
+            return None
+        source = dm._existing(user, host, store, "list")
+        if source is None:
+            return None
+        try:
+            f = open(source, "rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            result = ExpireResult(source)
+            runs: list[tuple[int, int]] = []  # byte ranges of the kept items
+            offsets = array("Q" if lidx.ENTRY_SIZE == 8 else "I")
+            start = size = 0
+            try:
+                for end, item in iter_list_with_offsets(f):
+                    if _is_expired(item, cutoff):
+                        result.dropped += 1
+                    else:
+                        result.kept += 1
+                        size += end - start
+                        offsets.append(size)
+                        if runs and runs[-1][1] == start:
+                            runs[-1] = (runs[-1][0], end)
+                        else:
+                            runs.append((start, end))
+                    start = end
+            except LuaSyntaxError as err:
+                raise CorruptFileError(err, source) from None
+            if dry_run or not result.dropped:
+                return result
+            if not result.kept:
+                dm._list_replace(user, host, store, path, [], None)
+                return result
+            fd = f.fileno()
+
+            def chunks() -> Iterator[bytes]:
+                for lo, hi in runs:
+                    pos = lo
+                    while pos < hi:
+                        chunk = os.pread(fd, min(1 << 20, hi - pos), pos)
+                        if not chunk:
+                            raise OSError(f"{source}: file shrank while expiring")
+                        pos += len(chunk)
+                        yield chunk
+
+            dm._list_replace(user, host, store, path, chunks(), offsets)
+    return result
