@@ -1,0 +1,5 @@
+import sys
+
+from prosody_store.cli import main
+
+sys.exit(main())
