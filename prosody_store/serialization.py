@@ -578,8 +578,9 @@ def iter_list(src: bytes | str | IO[bytes], *, max_depth: int = DEFAULT_MAX_DEPT
     that memory stays bounded by the largest item.  ``item(nil)`` yields
     nothing, as in Prosody.  Raises :class:`LuaSyntaxError` on bad input.
     """
-    for _, value in iter_list_with_offsets(src, max_depth=max_depth):
-        yield value
+    if not hasattr(src, "read"):
+        src = io.BytesIO(_as_bytes(src))
+    return _iter_stream(src, max_depth, offsets=False)
 
 
 def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
@@ -591,7 +592,7 @@ def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
     """
     if not hasattr(src, "read"):
         src = io.BytesIO(_as_bytes(src))
-    yield from _iter_stream(src, max_depth)
+    return _iter_stream(src, max_depth, offsets=True)
 
 
 def _line_end(data: bytes, pos: int) -> int:
@@ -603,8 +604,10 @@ def _line_end(data: bytes, pos: int) -> int:
     return pos
 
 
-def _iter_stream(f: IO[bytes], max_depth: int) -> Iterator[tuple[int, Any]]:
+def _iter_stream(f: IO[bytes], max_depth: int, offsets: bool) -> Iterator[Any]:
     """Parse a list from a binary file, one segment of whole statements at a time.
+
+    Yields the items, or with ``offsets`` ``(end offset, item)`` pairs.
 
     A segment ends just before the last line in the buffer that starts with
     ``item``.  A statement that runs on past that line (a long string holding
@@ -634,8 +637,11 @@ def _iter_stream(f: IO[bytes], max_depth: int) -> Iterator[tuple[int, Any]]:
         if fast and search_from == 0:
             items = _fast_reader.read_items(segment, _parse_key)
         if items is not None:
-            for end, value in zip(_statement_ends(segment), items):
-                yield base_pos + end, value
+            if offsets:
+                for end, value in zip(_statement_ends(segment), items):
+                    yield base_pos + end, value
+            else:
+                yield from items
             consumed = cut
         else:
             parser = _Parser(segment, max_depth, base_line, base_pos)
@@ -644,7 +650,7 @@ def _iter_stream(f: IO[bytes], max_depth: int) -> Iterator[tuple[int, Any]]:
                 for pos, value in _parse_statements(parser, 0, cut):
                     consumed = _line_end(segment, pos)
                     if value is not None:
-                        yield base_pos + consumed, value
+                        yield (base_pos + consumed, value) if offsets else value
                 search_from = 0
             except LuaSyntaxError as err:
                 if eof or err.pos - base_pos < cut:
