@@ -37,7 +37,7 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 
 # Decimal escapes (always three digits in Prosody's output), a run at a time.
-_DECIMAL_RUN = re.compile(rb"(\\[0-9]{3}(?:\\[0-9]{3})*)")
+_DECIMAL_RUN = re.compile(rb"(\\\d\d\d(?:\\\d\d\d)*)")
 # A non-string key line, after the other replacements: its Lua text is group 1.
 _OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\'\\]*)\] = ')
 # Text that JSON reads but Lua does not, or that needs the real parser.
@@ -136,14 +136,17 @@ def _to_json(body: bytes, items: bool) -> str | None:
     if b"\\" in s:
         # Escapes JSON spells differently.  "\\\\" first, so that what is left
         # of every backslash starts an escape.
-        s = s.replace(b"\\\\", b"\\u005c").replace(b'\\"', b"\\u0022")
+        s = s.replace(b"\\\\", b"\\u005c")
+        if b'\\"] = ' in s:
+            return None  # an escaped quote that would look like the end of a key
         if b"\\'" in s:
             s = s.replace(b"\\'", b"'")
         if b"\\a" in s:
             s = s.replace(b"\\a", b"\\u0007")
         if b"\\v" in s:
             s = s.replace(b"\\v", b"\\u000b")
-    # From here on a raw quote only ever delimits a string.  JSON's own
+    # From here on a quote not after a backslash only ever delimits a
+    # string, and JSON reads "\\"" as Lua does.  JSON's own
     # punctuation that Prosody never writes outside a string is spelled as a
     # JSON escape: the same character inside a string, a syntax error outside
     # (so "{"a": 1}" or "item(1, 2)" cannot pass as JSON).
@@ -158,6 +161,8 @@ def _to_json(body: bytes, items: bool) -> str | None:
          .replace(b"{\n", b'{"\\ud800":')
          .replace(b'"\\ud800":["', b'"')
          .replace(b'"] = ', b'":'))
+    if b"\n" in s:
+        return None  # a line break that is not Prosody's layout (Lua rejects one in a string)
     if b'"\\ud800":[' in s:
         s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
     s = s.replace(b"[", b"\\u005b").replace(b"]", b"\\u005d")

@@ -336,3 +336,18 @@ def test_fast_path_reads_every_byte_escaped(raw):
     data = dump_dat({"s": raw})
     assert same(loads(data), slow_loads(data))
     assert loads(data)["s"] == ser._text(raw)
+
+
+@pytest.mark.parametrize("data", [
+    b'return {\n\t["a"] = "x\ny";\n};\n',      # a raw line break inside a string
+    b'item({\n\t"x\ny";\n});\n',
+])
+def test_fast_path_declines_what_lua_rejects(data):
+    with pytest.raises(LuaSyntaxError):
+        list(iter_list(data)) if data.startswith(b"item") else loads(data)
+
+
+def test_fast_path_escaped_quote_before_key_end_text():
+    data = b'return {\n\t["a\\"] = "] = 1;\n};\n'  # the key is  a"] =
+    assert not _fast_reader.read_value(data, ser._parse_key)[0]
+    assert loads(data) == slow_loads(data) == {'a"] = ': 1}
