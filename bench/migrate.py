@@ -207,7 +207,7 @@ def main() -> int:
         for label, make_url in targets:
             url = make_url("ours")
             env = dict(os.environ, PYTHONPATH=str(ROOT))
-            sec, rss, _ = run([sys.executable, "-m", "prosody_store.cli_migrate", "--data-path",
+            sec, rss, _ = run([sys.executable, "-m", "prosody_store", "--data-path",
                                str(data), "migrate", "--to", url, "--no-progress"], env=env)
             rows = count_rows(url)
             results.append((label, "prosody-store migrate", rows, sec, rss))

@@ -1,7 +1,6 @@
 """``prosody-store migrate``: a data directory to Prosody's SQL storage and back.
 
-Registered in :mod:`prosody_store.cli` through :func:`add_parser`.  Also runs
-on its own: ``python3 -m prosody_store.cli_migrate [--data-path DIR] migrate ...``.
+Registered in :mod:`prosody_store.cli` through :func:`add_parser`.
 """
 from __future__ import annotations
 

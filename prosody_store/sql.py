@@ -69,7 +69,6 @@ import math
 import os
 import re
 import sqlite3
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -957,12 +956,3 @@ def migrate_from_sql(url: str, data_path: str | os.PathLike, *, hosts: list | No
         os.sync()
     report.seconds = time.monotonic() - started
     return report
-
-
-def _main(argv: list[str]) -> int:  # pragma: no cover - manual use
-    from prosody_store.cli_migrate import main
-    return main(argv)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(_main(sys.argv[1:]))
