@@ -77,7 +77,7 @@ from urllib.parse import unquote, urlsplit
 from prosody_store import json as pjson
 from prosody_store.datamanager import DataManager
 from prosody_store.paths import GLOBAL_HOST, StoreError, decode
-from prosody_store.serialization import BooleanKey, LuaSyntaxError
+from prosody_store.serialization import LuaSyntaxError
 from prosody_store.stanza import StanzaError, from_xml, split_item, to_xml
 
 __all__ = [
