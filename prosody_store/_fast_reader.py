@@ -22,6 +22,7 @@ string decodes to, so they cannot clash with a real key.
 from __future__ import annotations
 
 import json
+import math
 import re
 from itertools import accumulate, repeat
 from operator import floordiv
@@ -41,7 +42,6 @@ _DECIMAL_RUN = re.compile(rb"(\\\d\d\d(?:\\\d\d\d)*)")
 # A non-string key line, after the other replacements: its Lua text is group 1.
 _OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\'\\]*)\] = ')
 # Text that JSON reads but Lua does not, or that needs the real parser.
-_DECLINE = (b"\r", b"[[", b"[=", b"\\u", b"\\/", b"NaN", b"Infinity")
 
 
 def _decode_decimal_escapes(s: bytes) -> bytes | None:
@@ -123,37 +123,32 @@ def _has_json_null(text: bytes) -> bool:
     return False
 
 
-def _to_json(body: bytes, items: bool) -> str | None:
+def _to_json(body: bytes, items: bool) -> tuple[str, int] | None:
     """Translate Prosody-formatted Lua text to JSON text, or None.
 
     ``body`` is one value, or with ``items`` the text between the first
     ``item(`` and the last ``);\n`` of whole list statements, which becomes a
-    JSON array.
+    JSON array.  Also returns how many NaNs the text holds (``(0/0)``), so that
+    :func:`_decode` can refuse a bare ``NaN``, which Lua would not read.
     """
-    if any(marker in body for marker in _DECLINE) or not _only_indentation_tabs(body):
-        return None
-    s = body
-    if b"\\" in s:
-        # Escapes JSON spells differently.  "\\\\" first, so that what is left
-        # of every backslash starts an escape.
-        s = s.replace(b"\\\\", b"\\u005c")
-        if b'\\"] = ' in s:
-            return None  # an escaped quote that would look like the end of a key
-        if b"\\'" in s:
-            s = s.replace(b"\\'", b"'")
-        if b"\\a" in s:
-            s = s.replace(b"\\a", b"\\u0007")
-        if b"\\v" in s:
-            s = s.replace(b"\\v", b"\\u000b")
+    if b"\\u" in body or b"\\/" in body or not _only_indentation_tabs(body):
+        return None  # escapes that JSON reads and Lua does not
+    # "\\\\" first, so that what is left of every backslash starts an
+    # escape; "\\'" is the only other one JSON spells differently and
+    # Prosody writes often ("\\a" and "\\v" are left for JSON to refuse).
+    s = body.replace(b"\\\\", b"\\u005c").replace(b"\\'", b"'")
+    if b'\\"] = ' in s:
+        return None  # an escaped quote that would look like the end of a key
     # From here on a quote not after a backslash only ever delimits a
-    # string, and JSON reads "\\"" as Lua does.  JSON's own
-    # punctuation that Prosody never writes outside a string is spelled as a
-    # JSON escape: the same character inside a string, a syntax error outside
-    # (so "{"a": 1}" or "item(1, 2)" cannot pass as JSON).
+    # string, and JSON reads "\\"" as Lua does.  JSON's own punctuation that
+    # Prosody never writes outside a string is spelled as a JSON escape: the
+    # same character inside a string, a syntax error outside (so "{"a": 1}",
+    # "item(1, 2)" or a long string "[[...]]" cannot pass as JSON).
     s = s.replace(b",", b"\\u002c").replace(b":", b"\\u003a")
     # Structure.  A raw newline only ever ends an entry or opens a table, so
-    # these replacements cannot reach inside a string either.
-    s = s.translate(None, b"\t")
+    # these replacements cannot reach inside a string either.  A carriage
+    # return becomes a newline, refused below with any other stray one.
+    s = s.translate(_CR_TO_LF, b"\t")
     if items:
         s = s.replace(b");\nitem(", b",")
     s = (s.replace(b";\n}", b"}")
@@ -166,22 +161,26 @@ def _to_json(body: bytes, items: bool) -> str | None:
     if b'"\\ud800":[' in s:
         s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
     s = s.replace(b"[", b"\\u005b").replace(b"]", b"\\u005d")
+    nans = 0
     if b'":(' in s:
-        s = (s.replace(b'":(1/0)', b'":Infinity')
-             .replace(b'":(-1/0)', b'":-Infinity')
+        nans = s.count(b'":(0/0)')
+        s = (s.replace(b'":(1/0)', b'":1e999')
+             .replace(b'":(-1/0)', b'":-1e999')
              .replace(b'":(0/0)', b'":NaN'))
     if _has_json_null(s):
         return None
-    if b"\\" in s:
-        s = _decode_decimal_escapes(s)
-        if s is None:
-            return None
+    s = _decode_decimal_escapes(s)
+    if s is None:
+        return None
     if items:
         s = b"[" + s + b"]"
     try:
-        return s.decode("utf-8")
+        return s.decode("utf-8"), nans
     except UnicodeDecodeError:
         return None  # a string that is not UTF-8 becomes bytes: the real parser
+
+
+_CR_TO_LF = bytes.maketrans(b"\r", b"\n")
 
 
 class _Decline(Exception):
@@ -229,10 +228,21 @@ def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[list], Any]:
     return hook
 
 
-def _decode(text: str, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
+def _decode(translated: tuple[str, int], parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
+    text, nans = translated
+    seen = 0
+
+    def constant(name: str) -> float:
+        """JSON's NaN and Infinity: only the NaNs that were "(0/0)" in Lua."""
+        nonlocal seen
+        seen += 1
+        if name != "NaN" or seen > nans:
+            raise _Decline
+        return math.nan
+
     try:
         return True, json.loads(text, object_pairs_hook=_make_hook(parse_key),
-                                parse_int=_parse_int, strict=False)
+                                parse_int=_parse_int, parse_constant=constant, strict=False)
     except (ValueError, RecursionError, _Decline):
         return False, None
 
@@ -241,10 +251,10 @@ def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
     """The items of whole ``item(...);\\n`` statements, or None to decline."""
     if not (segment.startswith(b"item(") and segment.endswith(b");\n")):
         return None
-    text = _to_json(segment[5:-3], items=True)
-    if text is None:
+    translated = _to_json(segment[5:-3], items=True)
+    if translated is None:
         return None
-    ok, items = _decode(text, parse_key)
+    ok, items = _decode(translated, parse_key)
     return items if ok else None
 
 
@@ -252,7 +262,7 @@ def read_value(src: bytes, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
     """The value of a whole ``return ...;\\n`` file: ``(True, value)``, or ``(False, None)``."""
     if not (src.startswith(b"return ") and src.endswith(b";\n")):
         return False, None
-    text = _to_json(src[7:-2], items=False)
-    if text is None:
+    translated = _to_json(src[7:-2], items=False)
+    if translated is None:
         return False, None
-    return _decode(text, parse_key)
+    return _decode(translated, parse_key)
