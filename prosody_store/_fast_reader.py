@@ -139,6 +139,8 @@ def _to_json(body: bytes, items: bool) -> tuple[str, int] | None:
     s = body.replace(b"\\\\", b"\\u005c").replace(b"\\'", b"'")
     if b'\\"] = ' in s:
         return None  # an escaped quote that would look like the end of a key
+    if _ESCAPED_PUNCTUATION.search(s):
+        return None  # "\\[" and the like: invalid in Lua, valid JSON once spelled as below
     # From here on a quote not after a backslash only ever delimits a
     # string, and JSON reads "\\"" as Lua does.  JSON's own punctuation that
     # Prosody never writes outside a string is spelled as a JSON escape: the
@@ -181,6 +183,7 @@ def _to_json(body: bytes, items: bool) -> tuple[str, int] | None:
 
 
 _CR_TO_LF = bytes.maketrans(b"\r", b"\n")
+_ESCAPED_PUNCTUATION = re.compile(rb"\\[\[\],:]")
 
 
 class _Decline(Exception):

@@ -351,3 +351,15 @@ def test_fast_path_escaped_quote_before_key_end_text():
     data = b'return {\n\t["a\\"] = "] = 1;\n};\n'  # the key is  a"] =
     assert not _fast_reader.read_value(data, ser._parse_key)[0]
     assert loads(data) == slow_loads(data) == {'a"] = ': 1}
+
+
+@pytest.mark.parametrize("escape", [b"\\[", b"\\]", b"\\,", b"\\:", b"\\x4", b"\\q", b"\\a\\v"])
+def test_fast_path_never_accepts_bad_escapes(escape):
+    data = b'return {\n\t["a"] = "x' + escape + b'y";\n};\n'
+    ok, value = _fast_reader.read_value(data, ser._parse_key)
+    try:
+        expected = slow_loads(data)
+    except LuaSyntaxError:
+        assert not ok
+        return
+    assert ok is False or same(value, expected)
