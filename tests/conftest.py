@@ -1,10 +1,17 @@
 import os
 
 import pytest
+from hypothesis import settings
 
 from tests import oracle as _oracle
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# In CI the property tests run a fixed set of examples (the same on every run),
+# so a run's result does not depend on luck; locally they explore at random.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if IN_CI:
+    settings.load_profile("ci")
 
 
 def skip_or_fail(reason: str) -> None:
