@@ -127,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = _listen_address(args.listen)
     config = settings.config
     admins = list(args.admin) + (config.admins if config else [])
-    hosts = args.host or (list(dict.fromkeys(config.hosts)) if config else []) or None
+    hosts = args.host or (config.hosts if config else []) or None
     try:
         import waitress
 

@@ -67,9 +67,9 @@ class Config:
 
     @property
     def hosts(self) -> list[str]:
-        """The enabled ``VirtualHost`` names."""
-        return [s.host for s in self.sections
-                if s.kind == "VirtualHost" and s.options.get("enabled", True) is not False]
+        """The enabled ``VirtualHost`` names, each once."""
+        return list(dict.fromkeys(s.host for s in self.sections
+                                  if s.kind == "VirtualHost" and s.options.get("enabled", True) is not False))
 
     @property
     def host_admins(self) -> dict[str, list[str]]:
