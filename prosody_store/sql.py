@@ -910,45 +910,39 @@ def migrate_from_sql(url: str, data_path: str | os.PathLike, *, hosts: list | No
         tables = [t for t in ("prosody", "prosodyarchive") if t in existing]
         total = sum(db.count(t, hosts, stores) for t in tables)
         done = 0
+        restore_errors = (MigrationError, StanzaError, StoreError, ValueError, TypeError,
+                           OverflowError, OSError)
+
+        def restore(groups, kind: str, decode, write) -> None:
+            """Decode each user's store from its rows and write it; count or report it."""
+            nonlocal done
+            for (host, user, store), rows in groups:
+                host, user, store = _name(host), _name(user), _name(store)
+                try:
+                    value = decode(rows)
+                    if not dry_run:
+                        write(user or None, host, store, value)
+                except restore_errors as err:
+                    report.errors.append((f"{user}@{host} store {store} ({kind})", str(err)))
+                else:
+                    report.files += 1
+                    if kind == "keyval":
+                        report.keyval_rows += len(rows)
+                    else:
+                        report.archive_rows += len(rows)
+                    k = (host, store, kind)
+                    report.stores[k] = report.stores.get(k, 0) + 1
+                done += len(rows)
+                if progress is not None:
+                    progress(done, total)
+
         if "prosody" in tables:
-            for (host, user, store), rows in _group(db.keyval_rows(hosts, stores), 3):
-                host, user, store = _name(host), _name(user), _name(store)
-                where = f"{user}@{host} store {store} (keyval)"
-                try:
-                    value = decode_keyval(rows)
-                    if not dry_run:
-                        dm.store(user or None, host, store, value)
-                except (MigrationError, StanzaError, StoreError, ValueError, TypeError,
-                        OverflowError, OSError) as err:
-                    report.errors.append((where, str(err)))
-                else:
-                    report.files += 1
-                    report.keyval_rows += len(rows)
-                    k = (host, store, "keyval")
-                    report.stores[k] = report.stores.get(k, 0) + 1
-                done += len(rows)
-                if progress is not None:
-                    progress(done, total)
+            restore(_group(db.keyval_rows(hosts, stores), 3), "keyval", decode_keyval, dm.store)
         if "prosodyarchive" in tables:
-            for (host, user, store), rows in _group(db.archive_rows(hosts, stores), 5):
-                host, user, store = _name(host), _name(user), _name(store)
-                where = f"{user}@{host} store {store} (archive)"
-                try:
-                    items = [decode_archive_row(_name(k), w, _name(wi), t, _name(v))
-                             for k, w, wi, t, v in rows]
-                    if not dry_run:
-                        dm.list_store(user or None, host, store, items)
-                except (MigrationError, StanzaError, StoreError, ValueError, TypeError,
-                        OverflowError, OSError) as err:
-                    report.errors.append((where, str(err)))
-                else:
-                    report.files += 1
-                    report.archive_rows += len(rows)
-                    k = (host, store, "archive")
-                    report.stores[k] = report.stores.get(k, 0) + 1
-                done += len(rows)
-                if progress is not None:
-                    progress(done, total)
+            restore(_group(db.archive_rows(hosts, stores), 5), "archive",
+                    lambda rows: [decode_archive_row(_name(k), w, _name(wi), t, _name(v))
+                                  for k, w, wi, t, v in rows],
+                    dm.list_store)
         db.rollback()
     finally:
         db.close()
