@@ -557,3 +557,51 @@ def test_decode_mutated_matches_prosody(oracle, text: bytes, data) -> None:
 def test_prosody_reads_our_output_like_we_do(oracle, value: Any) -> None:
     text = dumpb(value)
     assert _ours_decode(text) == _prosody_decode(oracle, text)
+
+
+# ---------------------------------------------------------------------------
+# The plain-JSON fast path agrees with the full reader
+
+from prosody_store import json as _prosody_json  # noqa: E402
+from tests.test_serialization import same  # noqa: E402
+
+PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=15)
+
+
+def _full_reader(doc: bytes):
+    try:
+        return "ok", loads(doc, max_depth=999)  # below the recursion limit: no fast path
+    except JSONDecodeError:
+        return "error", None
+
+
+def _check_fast_path(doc: bytes) -> None:
+    fast = _prosody_json._plain_json(doc, 10_000)
+    kind, full = _full_reader(doc)
+    if fast is _prosody_json._DECLINED:
+        return
+    assert kind == "ok", "the fast path accepted what util.json refuses"
+    assert same(fast, full)
+
+
+@SETTINGS
+@given(PLAIN, st.booleans(), st.sampled_from([None, 0, 2]))
+def test_fast_path_agrees_on_plain_json(value, ascii_only, indent):
+    _check_fast_path(stdjson.dumps(value, ensure_ascii=ascii_only, indent=indent).encode())
+
+
+@SETTINGS
+@given(st.binary(max_size=40))
+def test_fast_path_agrees_on_random_bytes(doc):
+    _check_fast_path(doc)
+
+
+@pytest.mark.parametrize("doc", [b"[]", b"[1,null]", b'{"a":1,"a":2}', b"01", b"NaN", b"[1,]",
+                                 b'{"__array":[1]}', b'"\\ud800"', b'"\\a"', b"\xff", b"1e400",
+                                 b"-0", b"[[]]", b'{"a":[ ]}'])
+def test_fast_path_edge_cases(doc):
+    _check_fast_path(doc)
