@@ -693,7 +693,7 @@ def _dump_string(s: str | bytes) -> str:
 
 
 def _dump_number(n: int | float, path: list) -> str:
-    if n.__class__ is int or (isinstance(n, int) and not isinstance(n, bool)):
+    if isinstance(n, int):
         if not _INT_MIN <= n <= _INT_MAX:
             raise ValueError(f"{_path_text(path)}: integer {n} does not fit in 64 bits")
         return "%d" % n
@@ -712,25 +712,19 @@ def _path_text(path: list) -> str:
 
 
 def _dump_scalar(v: Any, path: list) -> str:
-    cls = v.__class__
-    if cls is str or cls is bytes or cls is bytearray:
-        try:
-            return _dump_string(v)
-        except ValueError as err:
-            raise ValueError(f"{_path_text(path)}: {err}") from None
-    if cls is bool:
-        return "true" if v else "false"
-    if cls is int or cls is float:
-        return _dump_number(v, path)
+    """Any value but a table; ``path`` says where it is, for errors."""
     if v is None:
         return "nil"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return _dump_number(v, path)
-    if isinstance(v, (str, bytes)):
-        return _dump_string(v)
-    raise TypeError(f"{_path_text(path)}: cannot store a {cls.__name__} in Prosody data")
+    if isinstance(v, (str, bytes, bytearray)):
+        try:
+            return _dump_string(v)
+        except ValueError as err:
+            raise ValueError(f"{_path_text(path)}: {err}") from None
+    raise TypeError(f"{_path_text(path)}: cannot store a {type(v).__name__} in Prosody data")
 
 
 def _dump_key(k: Any, path: list) -> str:
@@ -788,37 +782,26 @@ def _dump_table(t: Any, out: list, depth: int, path: list, active: set) -> None:
         kcls = k.__class__
         if (kcls is int or kcls is float) and k == next_index:
             next_index += 1
+        elif kcls is str and _NEEDS_ESCAPE.search(k) is None:
+            out.append(f'["{k}"] = ')  # the common case, without the calls below
         else:
-            if kcls is not str:
-                path.append(k)
-                key = _dump_key(k, path)
-                path.pop()
-            else:
-                key = _dump_string(k) if _NEEDS_ESCAPE.search(k) is not None else f'"{k}"'
-            out.append(f"[{key}] = ")
-        vcls = v.__class__
-        if vcls is dict or vcls is list or vcls is tuple or isinstance(v, (dict, list, tuple)):
             path.append(k)
+            out.append(f"[{_dump_key(k, path)}] = ")
+            path.pop()
+        if v.__class__ is str and _NEEDS_ESCAPE.search(v) is None:
+            out.append(f'"{v}";')
+            continue
+        path.append(k)
+        if isinstance(v, (dict, list, tuple)):
             _dump_table(v, out, depth + 1, path, active)
-            path.pop()
-        elif vcls is str:
-            out.append(f'"{v}"' if _NEEDS_ESCAPE.search(v) is None else _dump_str_at(v, path, k))
         else:
-            path.append(k)
             out.append(_dump_scalar(v, path))
-            path.pop()
+        path.pop()
         out.append(";")
     if had_items:
         out.append("\n" + "\t" * (depth - 1))
     out.append("}")
     active.discard(ident)
-
-
-def _dump_str_at(v: str, path: list, k: Any) -> str:
-    try:
-        return _dump_string(v)
-    except ValueError as err:
-        raise ValueError(f"{_path_text([*path, k])}: {err}") from None
 
 
 def dumps(value: Any) -> str:
