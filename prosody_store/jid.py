@@ -313,6 +313,8 @@ def resourceprep(s: str | bytes, strict: bool = False) -> str:
 
 def saslprep(s: str | bytes, strict: bool = False) -> str:
     """SASLprep (RFC 4013): a password or user name."""
+    if isinstance(s, str) and s.isascii() and s.isprintable() and len(s) <= MAX_BYTES:
+        return s  # printable ASCII maps to itself and is never prohibited: the common case
     return _prepare(s, _SASLPREP, strict)
 
 

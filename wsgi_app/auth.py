@@ -13,6 +13,7 @@ from typing import Iterable
 from prosody_store.accounts import CredentialCache, verify_password
 from prosody_store.datamanager import DataManager, StoreError
 from prosody_store.jid import JIDError, nameprep, prepped_split, saslprep
+from wsgi_app.cache import fingerprint as file_fingerprint
 
 ADMIN_ROLES = frozenset({"prosody:admin", "prosody:operator"})
 
@@ -68,18 +69,16 @@ class Authenticator:
         """The user whose credentials these are, or :class:`AuthError`."""
         try:
             node, host, path = self._account(username)
-            password = _saslprep(password)
+            password = saslprep(password)
         except JIDError as err:
             raise AuthError(f"bad JID or password: {err}") from None
         # With hosts=None a host is served when it has an accounts store, which the
         # stat of the account file below decides (one system call, not two).
         if self.hosts is not None and host not in self.hosts:
             raise AuthError(f"host {host!r} is not served here")
-        try:
-            st = os.stat(path)
-        except OSError:
-            raise AuthError("no such account") from None
-        fingerprint = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        fingerprint = file_fingerprint(path)
+        if fingerprint is None:
+            raise AuthError("no such account")
         jid = f"{node}@{host}"
         if self.cache.check(jid, fingerprint, password):
             return User(node, host)
@@ -114,13 +113,6 @@ class Authenticator:
         except StoreError:
             return False
         return isinstance(roles, dict) and roles.get("_default") in ADMIN_ROLES
-
-
-def _saslprep(password: str) -> str:
-    """SASLprep; printable ASCII (the common case) is its own SASLprep (RFC 4013)."""
-    if password.isascii() and password.isprintable():
-        return password
-    return saslprep(password)
 
 
 def _prep_admin(jid: str) -> str:
