@@ -664,6 +664,9 @@ def _iter_stream(f: IO[bytes], max_depth: int, offsets: bool) -> Iterator[Any]:
         base_pos += consumed
         buf = buf[consumed:]
         if not eof:
+            # Read on now, not only when no boundary is left: a segment holding
+            # no whole statement (a comment before an "item" line) consumes
+            # nothing, and only more data moves the next cut forward.
             chunk = f.read(max(_READ_SIZE, len(buf)))
             eof = not chunk
             buf += chunk
