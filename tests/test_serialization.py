@@ -363,3 +363,10 @@ def test_fast_path_never_accepts_bad_escapes(escape):
         assert not ok
         return
     assert ok is False or same(value, expected)
+
+
+def test_list_comment_lines_between_items_with_small_reads(monkeypatch):
+    """A segment can hold no whole statement (only a comment); reading must still go on."""
+    monkeypatch.setattr(ser, "_READ_SIZE", 8)
+    data = b"item(1);\n-- c\nitem(2);\n-- d\n\nitem(3);\n"
+    assert list(iter_list(io.BytesIO(data))) == [1, 2, 3]
