@@ -2,101 +2,129 @@
 
 Prosody's serializer has a rigid shape: one table entry per line, indented
 with tabs, string keys as ``["key"] = ``, strings in double quotes with every
-quote, backslash and newline escaped.  Because a string never holds a raw
-newline or an unescaped quote, a handful of plain byte replacements anchored on
-newlines and quotes turn such text into JSON that the C-accelerated ``json``
-module reads, several times faster than a parser written in Python.
+quote, backslash, control character and non-ASCII byte escaped.  Because a
+string never holds a raw newline or an unescaped quote, plain byte
+replacements anchored on newlines and quotes turn such text into JSON that the
+C-accelerated ``json`` module reads, several times faster than a parser written
+in Python.
 
 This module only ever *declines*: any input it is not sure about, anything the
 JSON reader rejects, and anything JSON would accept but Lua would not (``null``,
-``NaN``, ``\\u``, ``\\/``, raw carriage returns, long strings) makes it return
-``None``, and the caller uses the real parser, which also produces the error
-messages.  Tests check that both paths give the same values.
+``NaN``, ``\\u``, ``\\/``, long strings, raw control characters in strings)
+makes it return ``None``, and the caller uses the real parser, which also
+produces the error messages.  Tests check that both paths give the same values.
 
-Table entries become JSON object members.  A string key keeps its text; a
-positional entry gets the key :data:`POS`; any other key (number, boolean)
-becomes two members, :data:`KEY` holding the key's Lua text and :data:`VAL`
-holding the value.  These marker keys are lone surrogates, which no UTF-8
-string decodes to, so they cannot clash with a real key.
+How the text becomes JSON, in order:
+
+1. Escapes.  Runs of escapes that JSON spells differently (``\\ddd``, ``\\\\``,
+   ``\\'``, ``\\a``, ``\\v``) are decoded, the bytes checked as UTF-8 and written
+   back as JSON's own ASCII escapes, so the JSON text stays ASCII.  Runs repeat
+   (the same words recur in a chat archive), so decoded runs are memoized.
+2. JSON punctuation that Prosody only ever writes inside strings (``,``, ``:``,
+   and later ``[``, ``]``) is spelled as a JSON escape: the same character
+   inside a string, a syntax error anywhere else.
+3. Indentation tabs go; then each line boundary becomes JSON punctuation.  Where
+   the length allows, a replacement keeps the length (padding with spaces,
+   which JSON skips), because ``bytes.replace`` then works in place.
+4. Table entries become JSON object members.  A string key keeps its text.  A
+   positional entry gets a key of its own, :data:`MARK` followed by a number,
+   and its table gets the member ``MARK: true`` as a flag, so that the decoder
+   hook only rebuilds flagged tables and hands every other dict through as the
+   C decoder built it.  A number or boolean key becomes ``MARK MARK n MARK`` and
+   its Lua text.  :data:`MARK` is DEL, which Prosody always escapes (``\\127``)
+   and this module refuses to decode, so no real key can start with it.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
-from itertools import accumulate, repeat
-from operator import floordiv
+from json.encoder import encode_basestring_ascii
 from typing import Any, Callable
 
 from prosody_store._lua_table import TableBuilder
 
-POS = "\ud800"
-KEY = "\ud801"
-VAL = "\ud802"
+MARK = "\x7f"
+_MARK_BYTE = b"\x7f"
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 
-# Decimal escapes (always three digits in Prosody's output), a run at a time.
-_DECIMAL_RUN = re.compile(rb"(\\\d\d\d(?:\\\d\d\d)*)")
-# A non-string key line, after the other replacements: its Lua text is group 1.
-_OTHER_KEY = re.compile(rb'"\\ud800":\[([^\]"\'\\]*)\] = ')
-# Text that JSON reads but Lua does not, or that needs the real parser.
+# A backslash starting either a run of escapes this module decodes (group 1,
+# without its first backslash) or an escape it must refuse (no group): JSON
+# reads "\u" and "\/" and Lua does not, and "\[", "\]", "\,", "\:" would read
+# as valid JSON escapes once step 2 has spelled those characters as "\uXXXX".
+_ESCAPES = re.compile(rb"\\(?:((?:\d\d\d|[\\'av])(?:\\(?:\d\d\d|[\\'av]))*+)|[u/\[\],:])")
+_NAMED_ESCAPES = {ord("\\"): 92, ord("'"): 39, ord("a"): 7, ord("v"): 11}
+_RUN_CACHE: dict[bytes, bytes] = {}
+_RUN_CACHE_MAX = 8192
+
+# A number or boolean key at the start of a line: its Lua text is group 1.
+_OTHER_KEY = re.compile(rb'\[([^\]"\'\\]*)\] = ')
+_KEY_CACHE: dict[str, Any] = {}
+_KEY_CACHE_MAX = 1024
+
+# Infinities and NaN as Prosody writes them, after a key (padded) or a marker.
+_NON_FINITE = ((b":   (1/0)", b":   1e999"), (b":   (-1/0)", b":   -1e999"),
+               (b":   (0/0)", b":   NaN"), (b":(1/0)", b":1e999"),
+               (b":(-1/0)", b":-1e999"), (b":(0/0)", b":NaN"))
 
 
-def _decode_decimal_escapes(s: bytes) -> bytes | None:
-    """Replace every run of ``\\ddd`` escapes with the bytes it stands for.
+class _Decline(Exception):
+    """Raised inside the fast path; the caller falls back to the real parser."""
 
-    Non-ASCII text is all decimal escapes in Prosody's output, so this is hot:
-    the runs are converted together by :func:`_decimal_values` and cut apart
-    again by their lengths, with no Python code per run.  None (decline) for
-    a value above 255, and for a quote or backslash written as a decimal
-    escape, which Prosody never does.
+
+def _decode_run(run: bytes) -> bytes:
+    """A run of escapes (without its first backslash) -> the same text as ASCII JSON escapes.
+
+    Declines a decimal escape above 255, bytes that are not UTF-8 (the string
+    is ``bytes`` then, which only the real parser builds) and DEL (:data:`MARK`).
     """
-    parts = _DECIMAL_RUN.split(s)  # text, run, text, run, ..., text
+    pieces = run.split(b"\\")
+    if len(run) == 4 * len(pieces) - 1:  # decimal escapes only: the common case
+        values = list(map(int, pieces))
+    else:
+        values = []
+        i = 0
+        while i < len(run):
+            c = run[i]
+            if 48 <= c <= 57:
+                values.append(int(run[i:i + 3]))
+                i += 4
+            else:
+                values.append(_NAMED_ESCAPES[c])
+                i += 2
+    try:
+        text = bytes(values).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise _Decline from None
+    if MARK in text:
+        raise _Decline
+    return encode_basestring_ascii(text)[1:-1].encode("ascii")
+
+
+def _decode_escapes(src: bytes) -> bytes:
+    """Step 1: every run of escapes that JSON spells differently, as JSON spells it."""
+    parts = _ESCAPES.split(src)  # text, run, text, run, ..., text
+    if len(parts) == 1:
+        return src
     runs = parts[1::2]
-    if not runs:
-        return s
-    raw = _decimal_values(b"".join(runs).translate(_DIGIT_VALUES, b"\\"))
-    if raw is None or b'"' in raw or b"\\" in raw:
-        return None
-    ends = list(accumulate(map(floordiv, map(len, runs), repeat(4))))
-    parts[1::2] = map(raw.__getitem__, map(slice, [0, *ends[:-1]], ends))
+    if None in runs:
+        raise _Decline  # an escape that must not reach JSON
+    cache = _RUN_CACHE
+    decoded = list(map(cache.get, runs))
+    if None in decoded:
+        if len(cache) > _RUN_CACHE_MAX:
+            cache.clear()
+        for i, text in enumerate(decoded):
+            if text is None:
+                run = runs[i]
+                text = cache.get(run)
+                if text is None:
+                    text = cache[run] = _decode_run(run)
+                decoded[i] = text
+    parts[1::2] = decoded
     return b"".join(parts)
-
-
-_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
-
-
-def _decimal_values(digits: bytes) -> bytes | None:
-    """Three digit values (0..9) per escape -> the byte each escape stands for.
-
-    Arithmetic on whole sequences at once: the hundreds, tens and units digits
-    are each laid out as one big integer with a 16-bit lane per escape, so
-    ``100*H + 10*T + U`` (at most 999) never carries from one lane into the
-    next.  A lane above 255 means an escape Lua rejects: None.
-    """
-    n = len(digits) // 3
-
-    def lanes(column: bytes) -> int:
-        wide = bytearray(2 * n)
-        wide[1::2] = column
-        return int.from_bytes(wide, "big")
-
-    total = lanes(digits[0::3]) * 100 + lanes(digits[1::3]) * 10 + lanes(digits[2::3])
-    wide = total.to_bytes(2 * n, "big")
-    if wide[0::2].strip(b"\0"):
-        return None
-    return wide[1::2]
-
-
-def _parse_int(text: str) -> int | float:
-    value = int(text)
-    if value == 0 and text[0] == "-":
-        return -0.0  # as the real reader does for "-0"
-    if _INT_MIN <= value <= _INT_MAX:
-        return value
-    return float(text)  # Lua reads integers beyond 64 bits as floats
 
 
 def _only_indentation_tabs(src: bytes) -> bool:
@@ -123,115 +151,130 @@ def _has_json_null(text: bytes) -> bool:
     return False
 
 
-def _to_json(body: bytes, items: bool) -> tuple[str, int] | None:
-    """Translate Prosody-formatted Lua text to JSON text, or None.
+_MARKERS: list[bytes] = []
+
+
+def _markers(n: int) -> list[bytes]:
+    """The member texts that open positional entries 0..n-1 (kept for reuse)."""
+    while len(_MARKERS) < n:
+        _MARKERS.append(b'"\x7f":true,"\x7f%d":' % len(_MARKERS))
+    return _MARKERS[:n]
+
+
+def _mark_entries(s: bytes) -> bytes:
+    """Step 4 for the entries still at a line start: positional ones and other keys."""
+    lines = s.replace(b";\n", b",\n").split(b"\n")
+    n = len(lines) - 1
+    marks = _markers(n)
+    if b"\n[" in s:
+        for i in range(1, n + 1):
+            line = lines[i]
+            if line[:1] == b"[":
+                m = _OTHER_KEY.match(line)
+                if m is None:
+                    raise _Decline
+                marks[i - 1] = b'"\x7f":true,"\x7f\x7f%d\x7f%s":' % (i, m.group(1))
+                lines[i] = line[m.end():]
+    joined = [b""] * (2 * n + 1)
+    joined[0::2] = lines
+    joined[1::2] = marks
+    return b"".join(joined)
+
+
+def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
+    """Translate Prosody-formatted Lua text to ASCII JSON text, or None.
 
     ``body`` is one value, or with ``items`` the text between the first
     ``item(`` and the last ``);\n`` of whole list statements, which becomes a
     JSON array.  Also returns how many NaNs the text holds (``(0/0)``), so that
     :func:`_decode` can refuse a bare ``NaN``, which Lua would not read.
+    Raises :class:`_Decline` from step 1.
     """
-    if b"\\u" in body or b"\\/" in body or not _only_indentation_tabs(body):
-        return None  # escapes that JSON reads and Lua does not
-    # "\\\\" first, so that what is left of every backslash starts an
-    # escape; "\\'" is the only other one JSON spells differently and
-    # Prosody writes often ("\\a" and "\\v" are left for JSON to refuse).
-    s = body.replace(b"\\\\", b"\\u005c").replace(b"\\'", b"'")
+    if _MARK_BYTE in body:
+        return None
+    s = _decode_escapes(body)
     if b'\\"] = ' in s:
         return None  # an escaped quote that would look like the end of a key
-    if _ESCAPED_PUNCTUATION.search(s):
-        return None  # "\\[" and the like: invalid in Lua, valid JSON once spelled as below
-    # From here on a quote not after a backslash only ever delimits a
-    # string, and JSON reads "\\"" as Lua does.  JSON's own punctuation that
-    # Prosody never writes outside a string is spelled as a JSON escape: the
-    # same character inside a string, a syntax error outside (so "{"a": 1}",
-    # "item(1, 2)" or a long string "[[...]]" cannot pass as JSON).
     s = s.replace(b",", b"\\u002c").replace(b":", b"\\u003a")
-    # Structure.  A raw newline only ever ends an entry or opens a table, so
-    # these replacements cannot reach inside a string either.  A carriage
-    # return becomes a newline, refused below with any other stray one.
-    s = s.translate(_CR_TO_LF, b"\t")
+    if not _only_indentation_tabs(s):
+        return None  # a raw tab elsewhere, which deleting would lose
+    s = s.replace(b"\t", b"")
     if items:
-        s = s.replace(b");\nitem(", b",")
-    s = (s.replace(b";\n}", b"}")
-         .replace(b";\n", b',"\\ud800":')
-         .replace(b"{\n", b'{"\\ud800":')
-         .replace(b'"\\ud800":["', b'"')
-         .replace(b'"] = ', b'":'))
+        s = s.replace(b");\nitem(", b",       ")
+    # A raw newline only ever ends an entry or opens a table, so none of these
+    # can reach inside a string.
+    s = (s.replace(b";\n}", b"  }")
+         .replace(b';\n["', b',  "')
+         .replace(b'{\n["', b'{  "')
+         .replace(b'"] = ', b'":   '))
     if b"\n" in s:
-        return None  # a line break that is not Prosody's layout (Lua rejects one in a string)
-    if b'"\\ud800":[' in s:
-        s = _OTHER_KEY.sub(rb'"\\ud801":"\1","\\ud802":', s)
+        s = _mark_entries(s)
     s = s.replace(b"[", b"\\u005b").replace(b"]", b"\\u005d")
     nans = 0
-    if b'":(' in s:
-        nans = s.count(b'":(0/0)')
-        s = (s.replace(b'":(1/0)', b'":1e999')
-             .replace(b'":(-1/0)', b'":-1e999')
-             .replace(b'":(0/0)', b'":NaN'))
+    if b"/0)" in s:
+        nans = s.count(b":   (0/0)") + s.count(b":(0/0)")
+        for lua, js in _NON_FINITE:
+            s = s.replace(lua, js)
     if _has_json_null(s):
-        return None
-    s = _decode_decimal_escapes(s)
-    if s is None:
         return None
     if items:
         s = b"[" + s + b"]"
-    try:
-        return s.decode("utf-8"), nans
-    except UnicodeDecodeError:
-        return None  # a string that is not UTF-8 becomes bytes: the real parser
+    return s, nans
 
 
-_CR_TO_LF = bytes.maketrans(b"\r", b"\n")
-_ESCAPED_PUNCTUATION = re.compile(rb"\\[\[\],:]")
+def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[dict], Any]:
+    def other_key(text: str) -> Any:
+        key = _KEY_CACHE.get(text)
+        if key is None:
+            try:
+                key = parse_key(text)
+            except ValueError:
+                raise _Decline from None
+            if len(_KEY_CACHE) > _KEY_CACHE_MAX:
+                _KEY_CACHE.clear()
+            _KEY_CACHE[text] = key
+        return key
 
-
-class _Decline(Exception):
-    pass
-
-
-def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[list], Any]:
-    def build_any(pairs: list) -> Any:
+    def build_any(d: dict) -> Any:
         """Any mix of entries, with Lua's rules for number and boolean keys."""
         table = TableBuilder(None)
-        key = None
-        for k, v in pairs:
-            if k == POS:
-                table.positional(v)
-            elif k == KEY:
-                try:
-                    key = parse_key(v)
-                except ValueError:
-                    raise _Decline from None
-            elif k == VAL:
-                table.keyed(key, v)
-            else:
+        for k, v in d.items():
+            if k[:1] != MARK:
                 table.keyed(k, v)
+            elif k[1:2] == MARK:
+                table.keyed(other_key(k[k.index(MARK, 2) + 1:]), v)
+            elif k != MARK:
+                table.positional(v)
         return table.result()
 
-    def hook(pairs: list) -> Any:
-        d = dict(pairs)
-        if POS not in d and KEY not in d:
-            return d  # string keys only: the common case, all in C
-        if KEY in d:
-            return build_any(pairs)
-        if len(d) == 1:
-            return [v for _, v in pairs]  # positional entries only
-        # Positional entries and string keys, which never collide.
-        table: dict = {}
+    def hook(d: dict) -> Any:
+        if MARK not in d:
+            return d  # string keys only: the common case, built in C
+        table = {}
         n = 0
-        for k, v in pairs:
-            if k == POS:
+        for k, v in d.items():
+            if k[:1] != MARK:
+                table[k] = v  # a string key never collides with a position
+            elif k[1:2] == MARK:
+                return build_any(d)
+            elif k != MARK:
                 n += 1
                 table[n] = v
-            else:
-                table[k] = v
-        return table
+        return list(table.values()) if len(table) == n else table
 
     return hook
 
 
-def _decode(translated: tuple[str, int], parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
+def _parse_int(text: str) -> int | float:
+    value = int(text)
+    if value == 0 and text[0] == "-":
+        return -0.0  # as the real reader does for "-0"
+    if _INT_MIN <= value <= _INT_MAX:
+        return value
+    return float(text)  # Lua reads integers beyond 64 bits as floats
+
+
+def _decode(translated: tuple[bytes, int], parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
     text, nans = translated
     seen = 0
 
@@ -244,17 +287,24 @@ def _decode(translated: tuple[str, int], parse_key: Callable[[str], Any]) -> tup
         return math.nan
 
     try:
-        return True, json.loads(text, object_pairs_hook=_make_hook(parse_key),
-                                parse_int=_parse_int, parse_constant=constant, strict=False)
+        return True, json.loads(text.decode("utf-8"), object_hook=_make_hook(parse_key),
+                                parse_int=_parse_int, parse_constant=constant)
     except (ValueError, RecursionError, _Decline):
         return False, None
+
+
+def _translate(body: bytes, items: bool) -> tuple[bytes, int] | None:
+    try:
+        return _to_json(body, items)
+    except _Decline:
+        return None
 
 
 def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
     """The items of whole ``item(...);\\n`` statements, or None to decline."""
     if not (segment.startswith(b"item(") and segment.endswith(b");\n")):
         return None
-    translated = _to_json(segment[5:-3], items=True)
+    translated = _translate(segment[5:-3], items=True)
     if translated is None:
         return None
     ok, items = _decode(translated, parse_key)
@@ -265,7 +315,7 @@ def read_value(src: bytes, parse_key: Callable[[str], Any]) -> tuple[bool, Any]:
     """The value of a whole ``return ...;\\n`` file: ``(True, value)``, or ``(False, None)``."""
     if not (src.startswith(b"return ") and src.endswith(b";\n")):
         return False, None
-    translated = _to_json(src[7:-2], items=False)
+    translated = _translate(src[7:-2], items=False)
     if translated is None:
         return False, None
     return _decode(translated, parse_key)

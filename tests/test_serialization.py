@@ -3,6 +3,7 @@ and the agreement of the JSON fast path with the real parser."""
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 
@@ -320,14 +321,25 @@ def test_fast_path_agrees_on_mutated_prosody_output(noise, where):
 
 
 @pytest.mark.parametrize("escapes,expected", [
-    (b"\\000\\255\\195\\188", b"\x00\xff\xc3\xbc"),
-    (b"\\256", None),
-    (b"\\999", None),
-    (b"\\300\\001", None),
+    (b"\\000\\195\\188", "\x00\u00fc"),
+    (b"\\092\\\\\\'\\a\\v\\034", "\\\\'\x07\x0b\""),
+    (b"\\240\\159\\152\\128 \\228\\184\\173", "\U0001f600 \u4e2d"),
 ])
-def test_fast_path_decimal_escapes(escapes, expected):
-    digits = escapes.translate(_fast_reader._DIGIT_VALUES, b"\\")
-    assert _fast_reader._decimal_values(digits) == expected
+def test_fast_path_escape_runs(escapes, expected):
+    text = _fast_reader._decode_escapes(b'"' + escapes + b'"')
+    assert text.isascii()
+    assert json.loads(text) == expected
+
+
+@pytest.mark.parametrize("escapes", [
+    b"\\256", b"\\999", b"\\300\\001",  # above 255: Lua rejects them
+    b"\\255", b"\\195",  # not UTF-8: bytes, built by the real parser
+    b"\\127",  # DEL, the fast path's own marker
+    b"\\u0041", b"\\/", b"\\[", b"\\:",  # JSON escapes, or ones that would become JSON escapes
+])
+def test_fast_path_escape_runs_declined(escapes):
+    with pytest.raises(_fast_reader._Decline):
+        _fast_reader._decode_escapes(b'"' + escapes + b'"')
 
 
 @settings(max_examples=200, deadline=None)
