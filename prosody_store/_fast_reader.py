@@ -39,7 +39,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from itertools import compress
 from json.encoder import encode_basestring_ascii
+from operator import not_
 from typing import Any, Callable
 
 from prosody_store._lua_table import TableBuilder
@@ -55,9 +57,9 @@ _INT_MAX = (1 << 63) - 1
 # reads "\u" and "\/" and Lua does not, and "\[", "\]", "\,", "\:" would read
 # as valid JSON escapes once step 2 has spelled those characters as "\uXXXX".
 _ESCAPES = re.compile(rb"\\(?:((?:\d\d\d|[\\'av])(?:\\(?:\d\d\d|[\\'av]))*+)|[u/\[\],:])")
-_NAMED_ESCAPES = {ord("\\"): 92, ord("'"): 39, ord("a"): 7, ord("v"): 11}
 _RUN_CACHE: dict[bytes, bytes] = {}
-_RUN_CACHE_MAX = 8192
+_RUN_CACHE_MAX = 8192  # runs
+_RUN_CACHED_LEN = 64  # bytes: a word or two; longer runs rarely recur
 
 # A number or boolean key at the start of a line: its Lua text is group 1.
 _OTHER_KEY = re.compile(rb'\[([^\]"\'\\]*)\] = ')
@@ -74,33 +76,60 @@ class _Decline(Exception):
     """Raised inside the fast path; the caller falls back to the real parser."""
 
 
-def _decode_run(run: bytes) -> bytes:
-    """A run of escapes (without its first backslash) -> the same text as ASCII JSON escapes.
+def _decode_runs(runs: list[bytes]) -> list[bytes]:
+    """Runs of escapes (each without its first backslash) -> the same texts as ASCII JSON escapes.
 
-    Declines a decimal escape above 255, bytes that are not UTF-8 (the string
-    is ``bytes`` then, which only the real parser builds) and DEL (:data:`MARK`).
+    All runs are converted together, with no Python code per run: they are
+    joined into one sequence of escapes separated by ``\\127`` (DEL), the named
+    escapes are rewritten as decimal ones, :func:`_decimal_values` turns them
+    into bytes, and one UTF-8 decode, one JSON encode and one split on the
+    separator give the texts.  Declines a decimal escape above 255, bytes that
+    are not UTF-8 (the string is ``bytes`` then, which only the real parser
+    builds) and DEL in the data (it is :data:`MARK`).
     """
-    pieces = run.split(b"\\")
-    if len(run) == 4 * len(pieces) - 1:  # decimal escapes only: the common case
-        values = list(map(int, pieces))
-    else:
-        values = []
-        i = 0
-        while i < len(run):
-            c = run[i]
-            if 48 <= c <= 57:
-                values.append(int(run[i:i + 3]))
-                i += 4
-            else:
-                values.append(_NAMED_ESCAPES[c])
-                i += 2
-    try:
-        text = bytes(values).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        raise _Decline from None
-    if MARK in text:
+    escapes = b"\\" + b"\\127\\".join(runs)
+    if 4 * escapes.count(b"\\") != len(escapes):  # not only decimal ones
+        escapes = (escapes.replace(b"\\\\", b"\\092").replace(b"\\'", b"\\039")
+                   .replace(b"\\a", b"\\007").replace(b"\\v", b"\\011"))
+    digits = escapes.translate(_DIGIT_VALUES, b"\\")
+    if len(digits) != 3 * len(escapes) // 4:
         raise _Decline
-    return encode_basestring_ascii(text)[1:-1].encode("ascii")
+    raw = _decimal_values(digits)
+    if raw is None or raw.count(_MARK_BYTE) != len(runs) - 1:
+        raise _Decline
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Decline from None
+    texts = encode_basestring_ascii(text)[1:-1].encode("ascii").split(b"\\u007f")
+    if len(texts) != len(runs):
+        raise _Decline  # a backslash followed by the text "u007f"
+    return texts
+
+
+_DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+
+
+def _decimal_values(digits: bytes) -> bytes | None:
+    """Three digit values (0..9) per escape -> the byte each escape stands for.
+
+    Arithmetic on whole sequences at once: the hundreds, tens and units digits
+    are each laid out as one big integer with a 16-bit lane per escape, so
+    ``100*H + 10*T + U`` (at most 999) never carries from one lane into the
+    next.  A lane above 255 means an escape Lua rejects: None.
+    """
+    n = len(digits) // 3
+
+    def lanes(column: bytes) -> int:
+        wide = bytearray(2 * n)
+        wide[1::2] = column
+        return int.from_bytes(wide, "big")
+
+    total = lanes(digits[0::3]) * 100 + lanes(digits[1::3]) * 10 + lanes(digits[2::3])
+    wide = total.to_bytes(2 * n, "big")
+    if wide[0::2].strip(b"\0"):
+        return None
+    return wide[1::2]
 
 
 def _decode_escapes(src: bytes) -> bytes:
@@ -113,16 +142,18 @@ def _decode_escapes(src: bytes) -> bytes:
         raise _Decline  # an escape that must not reach JSON
     cache = _RUN_CACHE
     decoded = list(map(cache.get, runs))
-    if None in decoded:
-        if len(cache) > _RUN_CACHE_MAX:
+    if None not in decoded:
+        pass
+    elif 2 * len(set(runs[:1024])) > len(runs[:1024]):
+        decoded = _decode_runs(runs)  # mostly distinct runs: no bookkeeping
+    else:
+        new = list(dict.fromkeys(compress(runs, map(not_, decoded))))
+        texts = _decode_runs(new)
+        if len(cache) + len(new) > _RUN_CACHE_MAX:
             cache.clear()
-        for i, text in enumerate(decoded):
-            if text is None:
-                run = runs[i]
-                text = cache.get(run)
-                if text is None:
-                    text = cache[run] = _decode_run(run)
-                decoded[i] = text
+        if len(new) <= _RUN_CACHE_MAX:
+            cache.update((run, text) for run, text in zip(new, texts) if len(run) <= _RUN_CACHED_LEN)
+        decoded = list(map(dict(zip(new, texts)).get, runs, decoded))
     parts[1::2] = decoded
     return b"".join(parts)
 
@@ -152,13 +183,23 @@ def _has_json_null(text: bytes) -> bool:
 
 
 _MARKERS: list[bytes] = []
+_MARKERS_MAX = 1 << 16
 
 
 def _markers(n: int) -> list[bytes]:
-    """The member texts that open positional entries 0..n-1 (kept for reuse)."""
-    while len(_MARKERS) < n:
-        _MARKERS.append(b'"\x7f":true,"\x7f%d":' % len(_MARKERS))
-    return _MARKERS[:n]
+    """The member texts that open positional entries 0..n-1.
+
+    A list of them is kept for reuse; it is only ever replaced whole, never
+    extended in place, so that threads reading lists at once all see unique
+    numbers.
+    """
+    global _MARKERS
+    markers = _MARKERS
+    if len(markers) < n:
+        markers = [b'"\x7f":true,"\x7f%d":' % i for i in range(max(n, 2 * len(markers)))]
+        if n <= _MARKERS_MAX:
+            _MARKERS = markers
+    return markers[:n]
 
 
 def _mark_entries(s: bytes) -> bytes:

@@ -336,10 +336,38 @@ def test_fast_path_escape_runs(escapes, expected):
     b"\\255", b"\\195",  # not UTF-8: bytes, built by the real parser
     b"\\127",  # DEL, the fast path's own marker
     b"\\u0041", b"\\/", b"\\[", b"\\:",  # JSON escapes, or ones that would become JSON escapes
+    b"\\092\\117\\048\\048\\055\\102",  # a backslash and "u007f", which looks like the separator
 ])
 def test_fast_path_escape_runs_declined(escapes):
     with pytest.raises(_fast_reader._Decline):
         _fast_reader._decode_escapes(b'"' + escapes + b'"')
+
+
+def test_fast_path_escape_runs_cached_or_not_agree(monkeypatch):
+    """Runs come from the memo, from one conversion of the new ones, or all converted at once."""
+    words = [b"\\208\\159\\209\\128", b"caf\\195\\169", b"\\226\\130\\172", b"\\092\\'x\\a"]
+    new = [b"\\228\\184\\173", b"\\240\\159\\145\\141", b"na\\195\\175ve"]
+    text = b'"' + b" ".join(words * 3 + new + words) + b'"'
+    monkeypatch.setattr(_fast_reader, "_RUN_CACHE", {})
+    cold = _fast_reader._decode_escapes(text)  # few distinct runs: converted once each, then memoized
+    assert len(_fast_reader._RUN_CACHE) == 8
+    assert _fast_reader._decode_escapes(text) == cold  # all from the memo
+    monkeypatch.setattr(_fast_reader, "_RUN_CACHE", {})
+    _fast_reader._decode_escapes(b'"' + b" ".join(words) + b'"')
+    assert _fast_reader._decode_escapes(text) == cold  # some from the memo, the rest converted
+    distinct = b'"' + b" ".join(b"\\%03d\\%03d" % (194 + i // 64, 128 + i % 64) for i in range(600)) + b'"'
+    monkeypatch.setattr(_fast_reader, "_RUN_CACHE", {})
+    assert json.loads(_fast_reader._decode_escapes(distinct)) == " ".join(chr(128 + i) for i in range(600))
+    assert _fast_reader._RUN_CACHE == {}  # mostly distinct runs are converted, not memoized
+    assert json.loads(cold) == ser.loads(text)  # what the real parser reads
+
+
+def test_fast_path_long_runs_are_not_memoized(monkeypatch):
+    monkeypatch.setattr(_fast_reader, "_RUN_CACHE", {})
+    long_run = b"\\195\\169" * 40
+    text = b'"' + b" ".join([long_run, b"\\195\\169"] * 3) + b'"'
+    assert json.loads(_fast_reader._decode_escapes(text)) == " ".join(["\u00e9" * 40, "\u00e9"] * 3)
+    assert list(_fast_reader._RUN_CACHE) == [b"195\\169"]
 
 
 @settings(max_examples=200, deadline=None)
