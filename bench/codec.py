@@ -24,6 +24,11 @@ Reading, in one run, best of several repetitions each:
 
 Writing: ``dump_item`` of every item (joined) against ``json.dumps``.
 
+Text that never repeats: the same messages with every word made up at random
+(two in three non-ASCII), read by ``iter_list``, lupa and the ``lua5.4``
+binary.  The reader memoizes each distinct run of escaped bytes, and chat
+repeats its words; this archive shows the case where that never pays.
+
 Memory: a copy of the archive concatenated to >= 200 MB (a valid ``.list``)
 is streamed through ``iter_list`` in a child process; the report gives the
 peak RSS above the child's baseline (taken after its imports).
@@ -72,9 +77,9 @@ TARGET_PEAK_MB = 50.0
 # The archive, written by Prosody's own util.serialization
 
 GENERATOR_LUA = r'''
--- arg: output path, number of messages, seed
+-- arg: output path, number of messages, seed, vocabulary ("chat" or "distinct")
 local serialize = require "util.serialization".serialize
-local path, count, seed = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local path, count, seed, vocabulary = arg[1], tonumber(arg[2]), tonumber(arg[3]), arg[4]
 math.randomseed(seed)
 local random = math.random
 
@@ -101,9 +106,26 @@ local function uuid()
   return hex(8) .. "-" .. hex(4) .. "-4" .. hex(3) .. "-" .. hex(4) .. "-" .. hex(12)
 end
 
+-- "distinct": every word made up at random, two in three of them non-ASCII
+-- (Cyrillic or CJK), so that hardly any word recurs
+local function made_up_word()
+  local t = {}
+  local kind = random(3)
+  if kind == 1 then
+    for i = 1, random(2, 9) do t[i] = string.char(random(97, 122)) end
+  elseif kind == 2 then
+    for i = 1, random(2, 9) do t[i] = utf8.char(random(0x430, 0x44f)) end
+  else
+    for i = 1, random(1, 4) do t[i] = utf8.char(random(0x4e00, 0x9fa5)) end
+  end
+  return table.concat(t)
+end
+
 local function sentence(nwords)
   local t = {}
-  for i = 1, nwords do t[i] = words[random(#words)] end
+  for i = 1, nwords do
+    t[i] = vocabulary == "distinct" and made_up_word() or words[random(#words)]
+  end
   return table.concat(t, " ")
 end
 
@@ -178,29 +200,33 @@ def lua_env() -> dict[str, str]:
     return env
 
 
+CODEC_SOURCES = ("serialization.py", "_fast_reader.py", "_lua_table.py")
+
+
 def codec_version() -> str:
-    """Which serialization.py was measured: its sha256 and, if in git, the commit and state."""
-    src = ROOT / "prosody_store" / "serialization.py"
-    text = f"sha256 {hashlib.sha256(src.read_bytes()).hexdigest()[:12]}"
+    """Which codec was measured: the sha256 of its sources and, if in git, the commit and state."""
+    srcs = [ROOT / "prosody_store" / name for name in CODEC_SOURCES]
+    text = f"sha256 {hashlib.sha256(b''.join(src.read_bytes() for src in srcs)).hexdigest()[:12]}"
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", str(src)], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *map(str, srcs)], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return text
     return f"{text} (HEAD {head}{', modified in worktree' if dirty else ''})"
 
 
-def archive_path(messages: int, seed: int) -> Path:
+def archive_path(messages: int, seed: int, vocabulary: str) -> Path:
     """Where the archive for these parameters is cached (the generator's hash is in the name)."""
     digest = hashlib.sha256(GENERATOR_LUA.encode()).hexdigest()[:10]
-    return OUT / f"archive-n{messages}-seed{seed}-{digest}.list"
+    kind = "" if vocabulary == "chat" else f"-{vocabulary}"
+    return OUT / f"archive{kind}-n{messages}-seed{seed}-{digest}.list"
 
 
-def ensure_archive(messages: int, seed: int, min_mb: float) -> Path:
+def ensure_archive(messages: int, seed: int, min_mb: float, vocabulary: str = "chat") -> Path:
     """Generate (once) the archive ``.list`` with real Prosody and return its path."""
-    path = archive_path(messages, seed)
+    path = archive_path(messages, seed, vocabulary)
     if not path.exists():
         if LUA is None:
             sys.exit("lua5.4 is not installed (apt-get install lua5.4); it writes the archive")
@@ -209,7 +235,7 @@ def ensure_archive(messages: int, seed: int, min_mb: float) -> Path:
         OUT.mkdir(parents=True, exist_ok=True)
         script = OUT / "generate_archive.lua"
         script.write_text(GENERATOR_LUA)
-        subprocess.run([LUA, str(script), str(path), str(messages), str(seed)],
+        subprocess.run([LUA, str(script), str(path), str(messages), str(seed), vocabulary],
                        env=lua_env(), check=True)
     size = path.stat().st_size
     if size < min_mb * MB:
@@ -530,6 +556,26 @@ def ratio_line(label: str, ours: Row, peer: Row, target: float | None = None,
     return text
 
 
+def bench_distinct_words(cfg: dict, reps: int, slow_reps: int) -> None:
+    """The same messages with every word made up at random: the escape memo hardly ever hits.
+
+    The main archive draws its words from a small vocabulary, as chat does
+    (the same words recur), and the reader converts each distinct run of
+    escaped bytes once.  Here two words in three are distinct non-ASCII words,
+    about 60% of the file is decimal escapes, and every run is new.  No
+    target; it shows what to expect of text that never repeats.
+    """
+    path = ensure_archive(cfg["messages"], SEED, 0, "distinct")
+    size = path.stat().st_size
+    ours, _ = bench_iter_list(path, reps)
+    lupa_rows = bench_lupa(path, slow_reps)
+    lua_rows = bench_lua_binary(path, reps)
+    print_table(f"Reading text that never repeats: {path.name} ({size / MB:.1f} MB, "
+                f"every word made up at random)", [ours, lupa_rows[0], lua_rows[0]])
+    print(ratio_line("iter_list vs lupa (load+convert)", ours, lupa_rows[0]))
+    print(ratio_line("iter_list vs lua5.4 binary", ours, lua_rows[0]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run every benchmark, print the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -549,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     size = path.stat().st_size
     print(f"prosody_store codec benchmark{' (--quick)' if args.quick else ''}")
     print(f"Python {sys.version.split()[0]}, lua5.4 at {LUA}, Prosody modules in {PROSODY_LIB}")
-    print(f"codec: prosody_store/serialization.py {codec_version()}")
+    print(f"codec: prosody_store/{{{','.join(CODEC_SOURCES)}}} {codec_version()}")
     print(f"input: {path.relative_to(ROOT)}")
     print(f"       {cfg['messages']:,} mod_mam-shaped messages, {size / MB:.1f} MB, "
           f"written by Prosody's util.serialization (seed {SEED})")
@@ -592,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     print(ratio_line("iter_list vs slpp", ours, slpp_row))
     print(ratio_line("iter_list vs json.loads", ours, json_row))
     print(ratio_line("dumps vs json.dumps", write_rows[0], write_rows[1]))
+
+    bench_distinct_words(cfg, reps, slow_reps)
 
     missed = any(
         ours.seconds is not None and peer.seconds is not None and ours.seconds / peer.seconds > t

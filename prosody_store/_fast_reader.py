@@ -67,9 +67,15 @@ _KEY_CACHE: dict[str, Any] = {}
 _KEY_CACHE_MAX = 1024
 
 # Infinities and NaN as Prosody writes them, after a key (padded) or a marker.
-_NON_FINITE = ((b":   (1/0)", b":   1e999"), (b":   (-1/0)", b":   -1e999"),
-               (b":   (0/0)", b":   NaN"), (b":(1/0)", b":1e999"),
-               (b":(-1/0)", b":-1e999"), (b":(0/0)", b":NaN"))
+# A space ends the number, so that digits after it cannot join it.
+_NON_FINITE = ((b":   (1/0)", b":   1e999 "), (b":   (-1/0)", b":   -1e999 "),
+               (b":   (0/0)", b":   NaN"), (b":(1/0)", b":1e999 "),
+               (b":(-1/0)", b":-1e999 "), (b":(0/0)", b":NaN"))
+
+# A table that opens with a quote: JSON would read "{"k"] = v" as an object
+# member once the key's end is converted, and Lua rejects it.  (Prosody starts
+# every table on a new line.)
+_OPEN_THEN_QUOTE = re.compile(rb'\{[ \r]*"')
 
 
 class _Decline(Exception):
@@ -95,7 +101,7 @@ def _decode_runs(runs: list[bytes]) -> list[bytes]:
     if len(digits) != 3 * len(escapes) // 4:
         raise _Decline
     raw = _decimal_values(digits)
-    if raw is None or raw.count(_MARK_BYTE) != len(runs) - 1:
+    if raw is None or raw.count(_MARK_BYTE) != len(runs) - 1 or raw.translate(None, _NOT_PLAIN):
         raise _Decline
     try:
         text = raw.decode("utf-8")
@@ -108,6 +114,12 @@ def _decode_runs(runs: list[bytes]) -> list[bytes]:
 
 
 _DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+# Printable ASCII that Prosody never escapes.  Written as a decimal escape it
+# can only come from a hand-edited file, and decoded it could make sense to
+# JSON outside a string (a digit, a space, a letter), where Lua rejects the
+# escape: decline.  Everything else decodes to a JSON escape or to a byte JSON
+# rejects outside strings.
+_NOT_PLAIN = bytes(c for c in range(256) if not (32 <= c < 127) or c in b"\"'\\")
 
 
 def _decimal_values(digits: bytes) -> bytes | None:
@@ -240,10 +252,14 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     if not _only_indentation_tabs(s):
         return None  # a raw tab elsewhere, which deleting would lose
     s = s.replace(b"\t", b"")
+    if _OPEN_THEN_QUOTE.search(s) or b"{;" in s:
+        return None  # not Prosody's layout, and JSON-shaped once converted
     if items:
         s = s.replace(b");\nitem(", b",       ")
     # A raw newline only ever ends an entry or opens a table, so none of these
     # can reach inside a string.
+    if s.count(b'"] = ') != s.count(b';\n["') + s.count(b'{\n["'):
+        return None  # a string that starts with "] = ", which would look like the end of a key
     s = (s.replace(b";\n}", b"  }")
          .replace(b';\n["', b',  "')
          .replace(b'{\n["', b'{  "')

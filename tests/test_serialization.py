@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
@@ -336,7 +337,8 @@ def test_fast_path_escape_runs(escapes, expected):
     b"\\255", b"\\195",  # not UTF-8: bytes, built by the real parser
     b"\\127",  # DEL, the fast path's own marker
     b"\\u0041", b"\\/", b"\\[", b"\\:",  # JSON escapes, or ones that would become JSON escapes
-    b"\\092\\117\\048\\048\\055\\102",  # a backslash and "u007f", which looks like the separator
+    b"\\092\\117\\127\\102",  # a backslash and "u", DEL, "f"
+    b"\\052", b"\\032",  # printable ASCII, never escaped by Prosody
 ])
 def test_fast_path_escape_runs_declined(escapes):
     with pytest.raises(_fast_reader._Decline):
@@ -381,6 +383,14 @@ def test_fast_path_reads_every_byte_escaped(raw):
 @pytest.mark.parametrize("data", [
     b'return {\n\t["a"] = "x\ny";\n};\n',      # a raw line break inside a string
     b'item({\n\t"x\ny";\n});\n',
+    # found by differential fuzzing of the fast path against the real parser:
+    b'return {"a"] = 1;\n};\n',                  # a key without its "[": JSON-shaped once converted
+    b'return {\n\t["b"] = {\t"a"] = 1;\n\t};\n};\n',
+    b'return {\n\t["a"] = (1/0)1700000000;\n};\n',  # a number after an infinity
+    b'item({\n\t(-1/0)5;\n});\n',
+    b'return {\n\t["a"] = {;\n\t};\n};\n',        # a separator without a field
+    b'return {\n\t["a"] = 17000\\05211;\n};\n',  # an escape outside a string
+    b'return {\n\t["a"]\\032= 1;\n};\n',
 ])
 def test_fast_path_declines_what_lua_rejects(data):
     with pytest.raises(LuaSyntaxError):
@@ -410,3 +420,52 @@ def test_list_comment_lines_between_items_with_small_reads(monkeypatch):
     monkeypatch.setattr(ser, "_READ_SIZE", 8)
     data = b"item(1);\n-- c\nitem(2);\n-- d\n\nitem(3);\n"
     assert list(iter_list(io.BytesIO(data))) == [1, 2, 3]
+
+
+# Pieces of Prosody's layout and of what the fast path rewrites: spliced into
+# real files, they find the places where JSON and Lua part ways.
+MUTATION_TOKENS = [
+    b"\\", b"\\\\", b"\\'", b"\\127", b"\\092", b"\\034", b"\\256", b"\\195", b"\\u007f", b"\x7f",
+    b"\t", b"\n", b";\n", b"{\n", b"}", b"[", b"]", b'"] = ', b'["', b",", b":", b"(0/0)",
+    b"(1/0)", b"(-1/0)", b"null", b"NaN", b"[3] = ", b"[true] = ", b"\\a", b"\\v", b'\\"', b"-0",
+    b"1e999", b"\r", b"\xc3\xa9", b"\xff", b"{", b" ", b'"', b"--", b"[[", b"item(", b");\n",
+]
+
+
+def test_fast_path_agrees_on_token_mutations():
+    """Fast path against the real parser on 4,000 real files with Prosody's own tokens spliced in."""
+    rng = random.Random(20261129)
+    samples = [p.read_bytes() for p in CORPUS_DATS + CORPUS_LISTS]
+    samples = [s for s in samples if len(s) < 20_000]
+    taken = 0
+    for _ in range(4000):
+        data = bytearray(rng.choice(samples))
+        for _ in range(rng.randint(1, 3)):
+            where = rng.randrange(len(data) + 1)
+            r = rng.random()
+            if r < 0.6:
+                data[where:where] = rng.choice(MUTATION_TOKENS)
+            elif r < 0.85:
+                del data[where:where + rng.randint(1, 6)]
+            else:
+                data[where:where + 1] = bytes([rng.randrange(256)])
+        data = bytes(data)
+        if data.startswith(b"return"):
+            ok, fast = _fast_reader.read_value(data, ser._parse_key)
+            if not ok:
+                continue
+            try:
+                expected = slow_loads(data)
+            except LuaSyntaxError:
+                pytest.fail(f"the fast path accepted what Lua rejects: {data!r}")
+        else:
+            fast = _fast_reader.read_items(data, ser._parse_key)
+            if fast is None:
+                continue
+            try:
+                expected = slow_items(data)
+            except LuaSyntaxError:
+                pytest.fail(f"the fast path accepted what Lua rejects: {data!r}")
+        taken += 1
+        assert same(fast, expected), data
+    assert taken > 400  # enough of the mutants are still Prosody's layout to exercise the fast path
