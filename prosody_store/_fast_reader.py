@@ -72,10 +72,11 @@ _NON_FINITE = ((b":   (1/0)", b":   1e999 "), (b":   (-1/0)", b":   -1e999 "),
                (b":   (0/0)", b":   NaN"), (b":(1/0)", b":1e999 "),
                (b":(-1/0)", b":-1e999 "), (b":(0/0)", b":NaN"))
 
-# A table that opens with a quote: JSON would read "{"k"] = v" as an object
-# member once the key's end is converted, and Lua rejects it.  (Prosody starts
-# every table on a new line.)
-_OPEN_THEN_QUOTE = re.compile(rb'\{[ \r]*"')
+# A table whose first field does not start a new line: not Prosody's layout,
+# and JSON-shaped once converted ("{"k"] = v" would read as an object member,
+# "{;}" as an empty object).
+_OPEN_THEN_FIELD = re.compile(rb'\{[ \r]*[";]')
+
 
 
 class _Decline(Exception):
@@ -252,14 +253,16 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     if not _only_indentation_tabs(s):
         return None  # a raw tab elsewhere, which deleting would lose
     s = s.replace(b"\t", b"")
-    if _OPEN_THEN_QUOTE.search(s) or b"{;" in s:
-        return None  # not Prosody's layout, and JSON-shaped once converted
+    if _OPEN_THEN_FIELD.search(s):
+        return None
     if items:
         s = s.replace(b");\nitem(", b",       ")
+    if s.count(b'"] = ') != s.count(b'\n["'):
+        # A string that starts with "] = " would look like the end of a key.
+        # (A key start not after ";" or "{" is never converted and fails later.)
+        return None
     # A raw newline only ever ends an entry or opens a table, so none of these
     # can reach inside a string.
-    if s.count(b'"] = ') != s.count(b';\n["') + s.count(b'{\n["'):
-        return None  # a string that starts with "] = ", which would look like the end of a key
     s = (s.replace(b";\n}", b"  }")
          .replace(b';\n["', b',  "')
          .replace(b'{\n["', b'{  "')
