@@ -54,9 +54,11 @@ _INT_MAX = (1 << 63) - 1
 
 # A backslash starting either a run of escapes this module decodes (group 1,
 # without its first backslash) or an escape it must refuse (no group): JSON
-# reads "\u" and "\/" and Lua does not, and "\[", "\]", "\,", "\:" would read
-# as valid JSON escapes once step 2 has spelled those characters as "\uXXXX".
-_ESCAPES = re.compile(rb"\\(?:((?:\d\d\d|[\\'av])(?:\\(?:\d\d\d|[\\'av]))*+)|[u/\[\],:])")
+# reads "\u" and "\/" and Lua does not, "\[", "\]", "\,", "\:" would read
+# as valid JSON escapes once step 2 has spelled those characters as "\uXXXX",
+# and a backslash before a line break puts a raw line break in a string, which
+# step 3 relies on never seeing.
+_ESCAPES = re.compile(rb"\\(?:((?:\d\d\d|[\\'av])(?:\\(?:\d\d\d|[\\'av]))*+)|[u/\[\],:\n\r])")
 _RUN_CACHE: dict[bytes, bytes] = {}
 _RUN_CACHE_MAX = 8192  # runs
 _RUN_CACHED_LEN = 64  # bytes: a word or two; longer runs rarely recur
@@ -75,7 +77,7 @@ _NON_FINITE = ((b":   (1/0)", b":   1e999 "), (b":   (-1/0)", b":   -1e999 "),
 # A table whose first field does not start a new line: not Prosody's layout,
 # and JSON-shaped once converted ("{"k"] = v" would read as an object member,
 # "{;}" as an empty object).
-_OPEN_THEN_FIELD = re.compile(rb'\{[ \r]*[";]')
+_OPEN_THEN_FIELD = re.compile(rb'\{ *[";]')
 
 
 
@@ -209,7 +211,7 @@ def _markers(n: int) -> list[bytes]:
     global _MARKERS
     markers = _MARKERS
     if len(markers) < n:
-        markers = [b'"\x7f":true,"\x7f%d":' % i for i in range(max(n, 2 * len(markers)))]
+        markers = [b'\r"\x7f":true,"\x7f%d":' % i for i in range(max(n, 2 * len(markers)))]
         if n <= _MARKERS_MAX:
             _MARKERS = markers
     return markers[:n]
@@ -227,7 +229,7 @@ def _mark_entries(s: bytes) -> bytes:
                 m = _OTHER_KEY.match(line)
                 if m is None:
                     raise _Decline
-                marks[i - 1] = b'"\x7f":true,"\x7f\x7f%d\x7f%s":' % (i, m.group(1))
+                marks[i - 1] = b'\r"\x7f":true,"\x7f\x7f%d\x7f%s":' % (i, m.group(1))
                 lines[i] = line[m.end():]
     joined = [b""] * (2 * n + 1)
     joined[0::2] = lines
@@ -244,8 +246,8 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     :func:`_decode` can refuse a bare ``NaN``, which Lua would not read.
     Raises :class:`_Decline` from step 1.
     """
-    if _MARK_BYTE in body:
-        return None
+    if _MARK_BYTE in body or b"\r" in body:
+        return None  # the marker, or a line break Prosody never writes
     s = _decode_escapes(body)
     if b'\\"] = ' in s:
         return None  # an escaped quote that would look like the end of a key
@@ -256,16 +258,17 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     if _OPEN_THEN_FIELD.search(s):
         return None
     if items:
-        s = s.replace(b");\nitem(", b",       ")
+        s = s.replace(b");\nitem(", b",\r      ")
     if s.count(b'"] = ') != s.count(b'\n["'):
         # A string that starts with "] = " would look like the end of a key.
         # (A key start not after ";" or "{" is never converted and fails later.)
         return None
-    # A raw newline only ever ends an entry or opens a table, so none of these
-    # can reach inside a string.
-    s = (s.replace(b";\n}", b"  }")
-         .replace(b';\n["', b',  "')
-         .replace(b'{\n["', b'{  "')
+    # A raw newline only ever ends an entry or opens a table.  Each becomes a
+    # carriage return, which JSON skips between values and refuses inside a
+    # string, where Lua would have refused the raw newline.
+    s = (s.replace(b";\n}", b" \r}")
+         .replace(b';\n["', b',\r "')
+         .replace(b'{\n["', b'{\r "')
          .replace(b'"] = ', b'":   '))
     if b"\n" in s:
         s = _mark_entries(s)

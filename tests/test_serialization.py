@@ -391,6 +391,8 @@ def test_fast_path_reads_every_byte_escaped(raw):
     b'return {\n\t["a"] = {;\n\t};\n};\n',        # a separator without a field
     b'return {\n\t["a"] = 17000\\05211;\n};\n',  # an escape outside a string
     b'return {\n\t["a"]\\032= 1;\n};\n',
+    b'return {\n\t["x"] = {};\n\t[";\n}ubscription"] = "from";\n};\n',  # a line break inside a key
+    b'return {\n\t["a"] = 1;\n\t["] = \\\n"2023-11-15T02 =:40:27Z";\n};\n',
 ])
 def test_fast_path_declines_what_lua_rejects(data):
     with pytest.raises(LuaSyntaxError):
