@@ -14,7 +14,8 @@ generator's source.
 
 Reading, in one run, best of several repetitions each:
 
-1. ``list(iter_list(open(path, "rb")))`` -- this project;
+1. ``list(iter_list(open(path, "rb")))`` -- this project, timed in turns with
+   the ``lua5.4`` binary (4.) so that both meet the machine in the same state;
 2. lupa: real Lua in-process loads the file, then the result is converted to
    Python dicts/lists/str (also shown: the load alone);
 3. slpp: decodes each item's text (the file is split into items first);
@@ -274,6 +275,21 @@ def best_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return best, result
 
 
+def interleaved_best_times(fns: list[Callable[[], Any]], reps: int) -> list[tuple[float, Any]]:
+    """Like :func:`best_time` for several functions, run in turn, round after round.
+
+    This machine has slower and faster spells lasting minutes; taking turns
+    lets every contender meet the same spells, so their ratio is steadier than
+    when each is timed in a block of its own.
+    """
+    best = [(float("inf"), None)] * len(fns)
+    for _ in range(reps):
+        for i, fn in enumerate(fns):
+            seconds, result = best_time(fn, 1)
+            best[i] = (min(best[i][0], seconds), result)
+    return best
+
+
 class Row:
     """One line of the results table."""
 
@@ -310,14 +326,35 @@ def print_table(title: str, rows: list[Row]) -> None:
 # ---------------------------------------------------------------------------
 # Contenders
 
-def bench_iter_list(path: Path, reps: int) -> tuple[Row, list]:
+def read_with_iter_list(path: Path) -> list:
     """This project: ``list(iter_list(open(path, 'rb')))``."""
-    def run() -> list:
-        with open(path, "rb") as f:
-            return list(iter_list(f))
+    with open(path, "rb") as f:
+        return list(iter_list(f))
 
-    seconds, items = best_time(run, reps)
-    return Row("iter_list (prosody_store)", seconds, path.stat().st_size, len(items)), items
+
+def bench_iter_list_and_lua(path: Path, reps: int) -> tuple[Row, list, list[Row]]:
+    """``iter_list`` and the ``lua5.4`` binary, timed in turns (see :func:`interleaved_best_times`)."""
+    size = path.stat().st_size
+    if LUA is None:
+        seconds, items = best_time(lambda: read_with_iter_list(path), reps)
+        return (Row("iter_list (prosody_store)", seconds, size, len(items)), items,
+                [Row("lua5.4 binary", None, size, None, "lua5.4 not installed")])
+    script = OUT / "load_list.lua"
+    script.write_text(LOADER_LUA)
+
+    def load() -> bytes:
+        return subprocess.run([LUA, str(script), str(path)], check=True, capture_output=True).stdout
+
+    def empty() -> None:
+        subprocess.run([LUA, "-e", ""], check=True)
+
+    (t_ours, items), (t_load, out), (t_empty, _) = interleaved_best_times(
+        [lambda: read_with_iter_list(path), load, empty], reps)
+    ours = Row("iter_list (prosody_store)", t_ours, size, len(items))
+    return ours, items, [
+        Row("lua5.4 binary (subprocess)", t_load, size, int(out), "wall time, startup included"),
+        Row("lua5.4 empty startup", t_empty, 0, None, "for scale; not subtracted above"),
+    ]
 
 
 def _lupa_module():
@@ -421,31 +458,6 @@ def bench_slpp(path: Path, reps: int, reference: list) -> Row:
     wrong = sum(1 for ours, theirs in zip(reference, items) if ours != theirs)
     note = f"{wrong:,} of {len(items):,} items differ from iter_list's"
     return Row("slpp (per item)", seconds, size, len(items), note)
-
-
-def bench_lua_binary(path: Path, reps: int) -> list[Row]:
-    """The lua5.4 binary loading the file like Prosody (subprocess wall time), and an empty start."""
-    size = path.stat().st_size
-    if LUA is None:
-        return [Row("lua5.4 binary", None, size, None, "lua5.4 not installed")]
-    script = OUT / "load_list.lua"
-    script.write_text(LOADER_LUA)
-    out: list[bytes] = []
-
-    def load() -> None:
-        out.append(subprocess.run([LUA, str(script), str(path)], check=True,
-                                  capture_output=True).stdout)
-
-    def empty() -> None:
-        subprocess.run([LUA, "-e", ""], check=True)
-
-    t_load, _ = best_time(load, reps)
-    t_empty, _ = best_time(empty, reps)
-    n = int(out[-1])
-    return [
-        Row("lua5.4 binary (subprocess)", t_load, size, n, "wall time, startup included"),
-        Row("lua5.4 empty startup", t_empty, 0, None, "for scale; not subtracted above"),
-    ]
 
 
 def bench_json_loads(items: list, list_size: int, reps: int) -> tuple[Row, str]:
@@ -567,9 +579,8 @@ def bench_distinct_words(cfg: dict, reps: int, slow_reps: int) -> None:
     """
     path = ensure_archive(cfg["messages"], SEED, 0, "distinct")
     size = path.stat().st_size
-    ours, _ = bench_iter_list(path, reps)
+    ours, _, lua_rows = bench_iter_list_and_lua(path, reps)
     lupa_rows = bench_lupa(path, slow_reps)
-    lua_rows = bench_lua_binary(path, reps)
     print_table(f"Reading text that never repeats: {path.name} ({size / MB:.1f} MB, "
                 f"every word made up at random)", [ours, lupa_rows[0], lua_rows[0]])
     print(ratio_line("iter_list vs lupa (load+convert)", ours, lupa_rows[0]))
@@ -601,13 +612,12 @@ def main(argv: list[str] | None = None) -> int:
           f"written by Prosody's util.serialization (seed {SEED})")
     print(f"best of {reps} runs ({slow_reps} for slpp and lupa)")
 
-    ours, items = bench_iter_list(path, reps)
+    ours, items, lua_rows = bench_iter_list_and_lua(path, reps)
     read_rows = [ours]
     lupa_rows = bench_lupa(path, slow_reps)
     read_rows += lupa_rows
     slpp_row = bench_slpp(path, slow_reps, items)
     read_rows.append(slpp_row)
-    lua_rows = bench_lua_binary(path, reps)
     read_rows += lua_rows
     json_row, _ = bench_json_loads(items, size, reps)
     read_rows.append(json_row)
