@@ -57,8 +57,9 @@ _INT_MAX = (1 << 63) - 1
 # reads "\u" and "\/" and Lua does not, "\[", "\]", "\,", "\:" would read
 # as valid JSON escapes once step 2 has spelled those characters as "\uXXXX",
 # and a backslash before a line break puts a raw line break in a string, which
-# step 3 relies on never seeing.
-_ESCAPES = re.compile(rb"\\(?:((?:\d\d\d|[\\'av])(?:\\(?:\d\d\d|[\\'av]))*+)|[u/\[\],:\n\r])")
+# step 3 relies on never seeing.  A decimal escape is matched as a digit and
+# any two bytes (cheaper than three digit tests); _decode_runs checks them.
+_ESCAPES = re.compile(rb"\\(?:((?:[0-9]..|[\\'av])(?:\\(?:[0-9]..|[\\'av]))*+)|[u/\[\],:\n\r])")
 _RUN_CACHE: dict[bytes, bytes] = {}
 _RUN_CACHE_MAX = 8192  # runs
 _RUN_CACHED_LEN = 64  # bytes: a word or two; longer runs rarely recur
@@ -100,9 +101,10 @@ def _decode_runs(runs: list[bytes]) -> list[bytes]:
     if 4 * escapes.count(b"\\") != len(escapes):  # not only decimal ones
         escapes = (escapes.replace(b"\\\\", b"\\092").replace(b"\\'", b"\\039")
                    .replace(b"\\a", b"\\007").replace(b"\\v", b"\\011"))
+    n = len(escapes) // 4
+    if escapes[0::4] != b"\\" * n or escapes.translate(None, b"0123456789") != b"\\" * n:
+        raise _Decline  # not "\\ddd" throughout: a short or malformed escape
     digits = escapes.translate(_DIGIT_VALUES, b"\\")
-    if len(digits) != 3 * len(escapes) // 4:
-        raise _Decline
     raw = _decimal_values(digits)
     if raw is None or raw.count(_MARK_BYTE) != len(runs) - 1 or raw.translate(None, _NOT_PLAIN):
         raise _Decline
@@ -173,12 +175,19 @@ def _decode_escapes(src: bytes) -> bytes:
     return b"".join(parts)
 
 
+_MAX_INDENT = 128  # Prosody nests tables at most 127 deep
+
+
 def _only_indentation_tabs(src: bytes) -> bool:
-    """True when every tab is part of the indentation at a line start."""
+    """True when every tab is part of the indentation at a line start.
+
+    One count per level of indentation; deeper than Prosody ever writes is
+    left to the real parser, so that time stays linear in the input.
+    """
     total = src.count(b"\t")
     indent = 0
     run = b"\n\t"
-    while indent < total:
+    while indent < total and len(run) <= _MAX_INDENT:
         found = src.count(run)
         if not found:
             break

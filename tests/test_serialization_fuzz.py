@@ -328,6 +328,12 @@ PATHOLOGICAL = [
     ("newlines-then-item", b"\n" * 100000 + b"item"),
     ("many-item-lines-in-long-string", b"item[[" + b"\nitem(1)" * 100000),
     ("many-semicolons", b";" * 100000),
+    # Prosody's own layout, so that the fast path sees them first:
+    ("deep-indentation", b'return {\n' + b"\t" * 1000000 + b'["a"] = 1;\n};\n'),
+    ("many-indented-lines", b"item({\n" + (b"\t" * 120 + b'["a"] = 1;\n') * 8000 + b"});\n"),
+    ("many-distinct-escapes", b'return {\n\t["a"] = "' + b" ".join(b"\\%d\\%d" % (194 + i % 30, 128 + i % 64) for i in range(200000)) + b'";\n};\n'),
+    ("many-positional-entries", b"item({\n" + b"\t1;\n" * 100000 + b"});\n"),
+    ("many-number-keys", b"item({\n" + b"".join(b"\t[%d] = 1;\n" % i for i in range(50000)) + b"});\n"),
 ]
 
 
