@@ -24,7 +24,7 @@ How the text becomes JSON, in order:
    and later ``[``, ``]``) is spelled as a JSON escape: the same character
    inside a string, a syntax error anywhere else.
 3. Indentation tabs go; then each line boundary becomes JSON punctuation.  Where
-   the length allows, a replacement keeps the length (padding with spaces,
+   the length allows, a replacement keeps the length (padding with whitespace,
    which JSON skips), because ``bytes.replace`` then works in place.
 4. Table entries become JSON object members.  A string key keeps its text.  A
    positional entry gets a key of its own, :data:`MARK` followed by a number,
@@ -81,7 +81,6 @@ _NON_FINITE = ((b":   (1/0)", b":   1e999 "), (b":   (-1/0)", b":   -1e999 "),
 _OPEN_THEN_FIELD = re.compile(rb'\{ *[";]')
 
 
-
 class _Decline(Exception):
     """Raised inside the fast path; the caller falls back to the real parser."""
 
@@ -93,16 +92,18 @@ def _decode_runs(runs: list[bytes]) -> list[bytes]:
     joined into one sequence of escapes separated by ``\\127`` (DEL), the named
     escapes are rewritten as decimal ones, :func:`_decimal_values` turns them
     into bytes, and one UTF-8 decode, one JSON encode and one split on the
-    separator give the texts.  Declines a decimal escape above 255, bytes that
-    are not UTF-8 (the string is ``bytes`` then, which only the real parser
-    builds) and DEL in the data (it is :data:`MARK`).
+    separator give the texts (the separator's JSON escape, ``\\u007f``, cannot
+    occur otherwise: it needs a ``u`` after a backslash, and printable ASCII
+    is declined).  Declines a decimal escape above 255, bytes that are not
+    UTF-8 (the string is ``bytes`` then, which only the real parser builds)
+    and DEL in the data (it is :data:`MARK`).
     """
     escapes = b"\\" + b"\\127\\".join(runs)
     if 4 * escapes.count(b"\\") != len(escapes):  # not only decimal ones
         escapes = (escapes.replace(b"\\\\", b"\\092").replace(b"\\'", b"\\039")
                    .replace(b"\\a", b"\\007").replace(b"\\v", b"\\011"))
-    n = len(escapes) // 4
-    if escapes[0::4] != b"\\" * n or escapes.translate(None, b"0123456789") != b"\\" * n:
+    backslashes = b"\\" * (len(escapes) // 4)
+    if escapes[0::4] != backslashes or escapes.translate(None, b"0123456789") != backslashes:
         raise _Decline  # not "\\ddd" throughout: a short or malformed escape
     digits = escapes.translate(_DIGIT_VALUES, b"\\")
     raw = _decimal_values(digits)
@@ -112,10 +113,7 @@ def _decode_runs(runs: list[bytes]) -> list[bytes]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _Decline from None
-    texts = encode_basestring_ascii(text)[1:-1].encode("ascii").split(b"\\u007f")
-    if len(texts) != len(runs):
-        raise _Decline  # a backslash followed by the text "u007f"
-    return texts
+    return encode_basestring_ascii(text)[1:-1].encode("ascii").split(b"\\u007f")
 
 
 _DIGIT_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
@@ -157,22 +155,25 @@ def _decode_escapes(src: bytes) -> bytes:
     runs = parts[1::2]
     if None in runs:
         raise _Decline  # an escape that must not reach JSON
-    cache = _RUN_CACHE
-    decoded = list(map(cache.get, runs))
-    if None not in decoded:
-        pass
-    elif 2 * len(set(runs[:1024])) > len(runs[:1024]):
-        decoded = _decode_runs(runs)  # mostly distinct runs: no bookkeeping
-    else:
-        new = list(dict.fromkeys(compress(runs, map(not_, decoded))))
-        texts = _decode_runs(new)
-        if len(cache) + len(new) > _RUN_CACHE_MAX:
-            cache.clear()
-        if len(new) <= _RUN_CACHE_MAX:
-            cache.update((run, text) for run, text in zip(new, texts) if len(run) <= _RUN_CACHED_LEN)
-        decoded = list(map(dict(zip(new, texts)).get, runs, decoded))
+    decoded = list(map(_RUN_CACHE.get, runs))
+    if None in decoded:
+        decoded = _decode_missing(runs, decoded)
     parts[1::2] = decoded
     return b"".join(parts)
+
+
+def _decode_missing(runs: list[bytes], decoded: list[bytes | None]) -> list[bytes]:
+    """Fill in the runs the memo did not have (None in ``decoded``), memoizing short new ones."""
+    sample = runs[:1024]
+    if 2 * len(set(sample)) > len(sample):
+        return _decode_runs(runs)  # mostly distinct runs: no bookkeeping
+    new = list(dict.fromkeys(compress(runs, map(not_, decoded))))
+    texts = _decode_runs(new)
+    if len(_RUN_CACHE) + len(new) > _RUN_CACHE_MAX:
+        _RUN_CACHE.clear()
+    if len(new) <= _RUN_CACHE_MAX:
+        _RUN_CACHE.update((run, text) for run, text in zip(new, texts) if len(run) <= _RUN_CACHED_LEN)
+    return list(map(dict(zip(new, texts)).get, runs, decoded))
 
 
 _MAX_INDENT = 128  # Prosody nests tables at most 127 deep

@@ -248,7 +248,8 @@ def same(a, b) -> bool:
 
 def check_fast_path(data: bytes) -> bool:
     """The fast path declines or gives exactly the real parser's value; True if it took ``data``."""
-    if data.startswith(b"return"):
+    is_value = data.startswith(b"return")
+    if is_value:
         ok, fast = _fast_reader.read_value(data, ser._parse_key)
     else:
         fast = _fast_reader.read_items(data, ser._parse_key)
@@ -256,7 +257,7 @@ def check_fast_path(data: bytes) -> bool:
     if not ok:
         return False
     try:
-        expected = slow_loads(data) if data.startswith(b"return") else slow_items(data)
+        expected = slow_loads(data) if is_value else slow_items(data)
     except LuaSyntaxError:
         pytest.fail(f"the fast path accepted what Lua rejects: {data!r}")
     assert same(fast, expected), data
