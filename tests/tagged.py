@@ -122,3 +122,12 @@ def to_tagged(value: Any) -> Any:
 
 def tagged_json(value: Any) -> str:
     return json.dumps(to_tagged(value))
+
+
+def is_utf8(b: bytes) -> bool:
+    """Whether the codec reads these bytes as ``str`` (valid UTF-8) rather than ``bytes``."""
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

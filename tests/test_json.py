@@ -20,7 +20,7 @@ from prosody_store.json import (
     loads,
 )
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey
-from tests.tagged import canon, canon_tagged, tagged_json
+from tests.tagged import canon, canon_tagged, is_utf8, tagged_json
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -262,7 +262,7 @@ SCALARS = st.one_of(
     st.sampled_from([0.0, -0.0, 1.0, 1e15, 1e16, 0.1, 2.0 ** 63, 1e300, 5e-324]),
     st.text(max_size=8),
     st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=4),
-    st.binary(max_size=4).filter(lambda b: not _is_utf8(b)),
+    st.binary(max_size=4).filter(lambda b: not is_utf8(b)),
 )
 KEYS = st.one_of(
     st.text(max_size=4),
@@ -272,14 +272,6 @@ KEYS = st.one_of(
     st.booleans(),
     st.sampled_from([TRUE_KEY, FALSE_KEY]),
 )
-
-
-def _is_utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 def _valid_keys(d: dict) -> bool:

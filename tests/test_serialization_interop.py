@@ -41,7 +41,7 @@ from prosody_store.serialization import (
     iter_list_with_offsets,
     loads,
 )
-from tests.tagged import canon, canon_tagged, tagged_json, to_tagged
+from tests.tagged import canon, canon_tagged, is_utf8, tagged_json, to_tagged
 
 pytestmark = pytest.mark.interop
 
@@ -123,14 +123,6 @@ def read_list(src: bytes) -> list:
 # The codec's data model as hypothesis strategies
 
 
-def _is_utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 _INVALID_UTF8_PIECES = [
     b"\xff", b"\xfe", b"\x80", b"\xc0\x80", b"\xc1\xbf", b"\xed\xa0\x80", b"\xed\xbf\xbf",
     b"\xf4\x90\x80\x80", b"\xf8\x88\x80\x80\x80", b"\xe2\x82", b"\xe9", b"\xf0\x9f\x98",
@@ -139,7 +131,7 @@ _INVALID_UTF8_PIECES = [
 #: Byte strings that are not valid UTF-8 (so they stay ``bytes`` on reload).
 invalid_utf8 = st.tuples(
     st.binary(max_size=8), st.sampled_from(_INVALID_UTF8_PIECES), st.binary(max_size=8),
-).map(b"".join).filter(lambda b: not _is_utf8(b))
+).map(b"".join).filter(lambda b: not is_utf8(b))
 
 #: Any unicode text without lone surrogates (those are not UTF-8).
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
