@@ -285,6 +285,7 @@ def interleaved_best_times(fns: list[Callable[[], Any]], reps: int) -> list[tupl
     best = [(float("inf"), None)] * len(fns)
     for _ in range(reps):
         for i, fn in enumerate(fns):
+            best[i] = (best[i][0], None)  # as best_time does: no earlier result alive while timing
             seconds, result = best_time(fn, 1)
             best[i] = (min(best[i][0], seconds), result)
     return best
