@@ -1,0 +1,117 @@
+"""A real ``prosody-store serve`` (waitress) on 127.0.0.1, for tests that talk HTTP to it.
+
+``LiveServer(data_path, *extra_args)`` starts ``python -m prosody_store serve`` on
+a free loopback port as a subprocess and waits until it accepts connections;
+``close()`` stops it.  ``demo_copy(tmp)`` copies ``fixtures/demo`` (accounts
+made by real prosodyctl) into a temporary directory.  ``request()`` is one
+HTTP/1.1 exchange over :mod:`http.client`.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "fixtures" / "demo"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+DEMO_PASSWORDS = {"alice": "wonderland", "bob": "builder", "admin": "demo-admin"}
+
+
+def basic(jid: str | bytes, password: str | bytes) -> str:
+    """An ``Authorization`` header value for HTTP Basic."""
+    raw = (jid.encode() if isinstance(jid, str) else jid) + b":" + (
+        password.encode() if isinstance(password, str) else password)
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def demo_auth(user: str) -> dict[str, str]:
+    """Headers authenticating as a demo user (alice, bob or admin) on localhost."""
+    return {"Authorization": basic(f"{user}@localhost", DEMO_PASSWORDS[user])}
+
+
+def demo_copy(tmp: Path) -> Path:
+    """A writable copy of ``fixtures/demo``."""
+    target = Path(tmp) / "data"
+    shutil.copytree(DEMO, target)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``prosody-store --data-path DATA serve --listen 127.0.0.1:PORT *args``."""
+
+    def __init__(self, data_path: Path, *args: str, admins: tuple[str, ...] = ("admin@localhost",),
+                 log_path: Path | None = None) -> None:
+        self.port = free_port()
+        self.data_path = Path(data_path)
+        self.log_path = log_path or self.data_path.parent / f"server-{self.port}.log"
+        self._log = open(self.log_path, "w+b")
+        command = [sys.executable, "-m", "prosody_store", "--data-path", str(data_path), "serve",
+                   "--listen", f"127.0.0.1:{self.port}"]
+        for admin in admins:
+            command += ["--admin", admin]
+        self.proc = subprocess.Popen([*command, *args], cwd=ROOT, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}): {self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("server did not accept connections in time") from None
+                time.sleep(0.05)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: bytes | str | None = None,
+                headers: dict[str, str] | None = None,
+                timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+        return request(self.port, method, path, body, headers, timeout)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=STOP_TIMEOUT)
+        self._log.close()
+
+    def __enter__(self) -> "LiveServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def request(port: int, method: str, path: str, body: bytes | str | None = None,
+            headers: dict[str, str] | None = None,
+            timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection: (status, lower-cased headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
