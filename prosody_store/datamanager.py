@@ -70,6 +70,7 @@ Views
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -259,6 +260,16 @@ def _read(path: str) -> bytes | None:
             return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _lexists(path: str) -> bool:
+    """Whether the entry exists.  Errors other than "not there" (a directory we
+    may not search, say) are raised: a store we cannot read is not an empty one."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def _mkdir(path: str) -> None:
@@ -525,6 +536,10 @@ class DataManager:
             self._make_dirs(directory)
         return os.path.join(directory, name)
 
+    def store_directory(self, host: Name | None, store: Name) -> str:
+        """The directory that holds the users' files of ``store`` on ``host``."""
+        return os.path.join(self._host_dir(host), store_component(store))
+
     def _make_dirs(self, directory: str) -> None:
         parts = os.path.relpath(directory, self.data_path).split(os.sep)
         os.makedirs(self.data_path, exist_ok=True)
@@ -546,13 +561,13 @@ class DataManager:
         if store_dir is None:
             return None
         path = os.path.join(store_dir, user_component(user, "." + ext))
-        return path if os.path.lexists(path) else None
+        return path if _lexists(path) else None
 
     def _existing(self, user: Name | None, host: Name | None, store: Name,
                   ext: str) -> str | None:
         """Path of the file to read: the current spelling, else the legacy one."""
         path = os.path.join(*self._dir_and_name(user, host, store, ext))
-        if os.path.lexists(path):
+        if _lexists(path):
             return path
         return self._legacy_path(user, host, store, ext)
 
@@ -678,12 +693,19 @@ class DataManager:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o666)
         try:
-            n = os.write(fd, line)
-            end = os.lseek(fd, 0, os.SEEK_CUR)
-            start = end - n
-            if n != len(line):
-                os.ftruncate(fd, start)  # never leave half an item behind
-                raise StoreError(f"{path}: short write ({n} of {len(line)} bytes)")
+            try:
+                n = os.write(fd, line)
+                end = os.lseek(fd, 0, os.SEEK_CUR)
+                start = end - n
+                if n != len(line):
+                    os.ftruncate(fd, start)  # never leave half an item behind
+                    # A regular file takes fewer bytes only when there is no room.
+                    raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)", path)
+            except OSError:
+                if os.fstat(fd).st_size == 0:  # a file this append created: leave none
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
+                raise
             if start == 0:
                 _adopt_attributes(fd, None, os.path.dirname(path))
             if self.durable:
