@@ -44,6 +44,8 @@ from prosody_store.jid import JIDError, saslprep
 
 __all__ = [
     "verify_password",
+    "derivation_cost",
+    "dummy_derivation",
     "hash_password",
     "scram_keys",
     "fingerprint",
@@ -52,6 +54,9 @@ __all__ = [
 
 DEFAULT_ITERATIONS = 10000
 """Prosody's ``default_iteration_count``."""
+
+PROSODY_MAX_ITERATIONS = 2**31 - 1
+"""The largest iteration count Prosody's PBKDF2 accepts (a C ``int`` in OpenSSL)."""
 
 _HASH_NAMES = {"sha1": "sha1", "sha-1": "sha1", "sha256": "sha256", "sha-256": "sha256"}
 _HEX_LENGTHS = {40: "sha1", 64: "sha256"}
@@ -134,53 +139,101 @@ def _check_plain(stored: str | bytes, prepped: bytes) -> bool:
     return hmac.compare_digest(stored_prepped, prepped)
 
 
-def _iteration_count(value: Any) -> int | None:
-    """The record's iteration count as an int, or None if unusable."""
+def _iteration_count(value: Any, max_iterations: int) -> int | None:
+    """The record's iteration count as an int, or None if unusable or above the limit.
+
+    Prosody's PBKDF2 (OpenSSL's, whose count is a C ``int``) accepts whole
+    numbers from 1 to 2**31 - 1; anything else fails its login.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, int) and value >= 1:
+    if isinstance(value, int) and 1 <= value <= min(max_iterations, PROSODY_MAX_ITERATIONS):
         return value
     return None
 
 
-def _check_hashed(record: Mapping[str, Any], prepped: bytes) -> bool:
-    """The SCRAM keys of a hashed record against the SASLprep-ed password."""
+def _scram_params(record: Mapping[str, Any],
+                  max_iterations: int) -> tuple[bytes, bytes, bytes, int, str] | None:
+    """(salt, stored hex, server hex, iterations, hash name) of a usable hashed record."""
     salt, stored_hex, server_hex = (record.get(k) for k in ("salt", "stored_key", "server_key"))
-    iterations = _iteration_count(record.get("iteration_count"))
+    iterations = _iteration_count(record.get("iteration_count"), max_iterations)
     if iterations is None or not isinstance(salt, (str, bytes)) or not salt:
-        return False
+        return None
     if not isinstance(stored_hex, (str, bytes)) or not isinstance(server_hex, (str, bytes)):
-        return False
+        return None
     name = _HEX_LENGTHS.get(len(stored_hex))
     if name is None or len(server_hex) != len(stored_hex):
-        return False
-    stored_key, server_key = _scram(prepped, _utf8(salt), iterations, name)
-    stored_ok = hmac.compare_digest(stored_key.hex().encode(), _utf8(stored_hex))
-    server_ok = hmac.compare_digest(server_key.hex().encode(), _utf8(server_hex))
+        return None
+    return _utf8(salt), _utf8(stored_hex), _utf8(server_hex), iterations, name
+
+
+def _check_hashed(params: tuple[bytes, bytes, bytes, int, str], prepped: bytes) -> bool:
+    """The SCRAM keys of a hashed record against the SASLprep-ed password."""
+    salt, stored_hex, server_hex, iterations, name = params
+    stored_key, server_key = _scram(prepped, salt, iterations, name)
+    stored_ok = hmac.compare_digest(stored_key.hex().encode(), stored_hex)
+    server_ok = hmac.compare_digest(server_key.hex().encode(), server_hex)
     return stored_ok and server_ok
 
 
-def verify_password(record: Mapping[str, Any] | None, password: str | bytes) -> bool:
+def _plain_password(record: Mapping[str, Any]) -> str | bytes | None | bool:
+    """The plain ``password`` field if it decides alone; None if the keys decide;
+    False if the field makes the record unusable."""
+    plain = record.get("password")
+    if plain is None:
+        return None
+    if not isinstance(plain, (str, bytes)):
+        return False
+    return plain if len(plain) != 0 else None
+
+
+def derivation_cost(record: Mapping[str, Any] | None, *,
+                    max_iterations: int = PROSODY_MAX_ITERATIONS) -> int:
+    """The PBKDF2 iterations :func:`verify_password` runs for ``record``.
+
+    0 when a plain password decides or the record cannot verify at all; a
+    service pads failed logins up to a fixed cost with it, so that the time
+    of a refusal does not tell which accounts exist.
+    """
+    if not isinstance(record, Mapping) or _lua_truthy(record.get("disabled")):
+        return 0
+    if _plain_password(record) is not None:
+        return 0
+    params = _scram_params(record, max_iterations)
+    return 0 if params is None else params[3]
+
+
+def verify_password(record: Mapping[str, Any] | None, password: str | bytes, *,
+                    max_iterations: int = PROSODY_MAX_ITERATIONS) -> bool:
     """True if ``password`` logs in to the account ``record``, as Prosody decides.
 
     ``record`` is the account's table (None or anything but a mapping: no
     account).  ``password`` is the password as sent (str, or bytes that must be
     UTF-8).  Disabled accounts and passwords that fail SASLprep never verify.
+    A hashed record whose iteration count is above ``max_iterations`` (a
+    service's bound on the cost of one login) never verifies, and costs
+    nothing.
     """
     if not isinstance(record, Mapping) or _lua_truthy(record.get("disabled")):
         return False
     prepped = _prepped(password)
     if prepped is None:
         return False
-    plain = record.get("password")
+    plain = _plain_password(record)
+    if plain is False:
+        return False
     if plain is not None:
-        if not isinstance(plain, (str, bytes)):
-            return False
-        if len(plain) != 0:
-            return _check_plain(plain, prepped)
-    return _check_hashed(record, prepped)
+        return _check_plain(plain, prepped)
+    params = _scram_params(record, max_iterations)
+    return params is not None and _check_hashed(params, prepped)
+
+
+def dummy_derivation(iterations: int) -> None:
+    """Spend what ``iterations`` PBKDF2-HMAC-SHA-1 rounds cost, for nothing."""
+    if iterations > 0:
+        hashlib.pbkdf2_hmac("sha1", b"dummy password", b"dummy salt", iterations)
 
 
 def fingerprint(data: bytes) -> str:

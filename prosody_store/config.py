@@ -77,6 +77,15 @@ class Config:
         return {s.host: _strings(s.options["admins"]) for s in self.sections
                 if s.kind == "VirtualHost" and "admins" in s.options}
 
+    @property
+    def default_iteration_count(self) -> int | None:
+        """The largest ``default_iteration_count`` set anywhere (global or per host),
+        the cost of a normal login with ``internal_hashed``; None if never set."""
+        counts = [v for s in self.sections for k, v in s.options.items()
+                  if k == "default_iteration_count" and isinstance(v, int)
+                  and not isinstance(v, bool) and v > 0]
+        return max(counts, default=None)
+
 
 def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
