@@ -36,6 +36,7 @@ How the text becomes JSON, in order:
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -159,7 +160,7 @@ def _decode_escapes(src: bytes) -> bytes:
     if None in decoded:
         decoded = _decode_missing(runs, decoded)
     parts[1::2] = decoded
-    return b"".join(parts)
+    return _join(parts)
 
 
 def _decode_missing(runs: list[bytes], decoded: list[bytes | None]) -> list[bytes]:
@@ -244,7 +245,17 @@ def _mark_entries(s: bytes) -> bytes:
     joined = [b""] * (2 * n + 1)
     joined[0::2] = lines
     joined[1::2] = marks
-    return b"".join(joined)
+    return _join(joined)
+
+
+def _join(parts: list[bytes]) -> bytes:
+    """``b"".join(parts)``, which holds an 80-byte buffer struct per part while
+    it works (400 MB for five million parts); BytesIO.writelines holds none."""
+    if len(parts) < 4096:
+        return b"".join(parts)
+    out = io.BytesIO()
+    out.writelines(parts)
+    return out.getvalue()
 
 
 def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:

@@ -100,6 +100,7 @@ __all__ = [
     "iter_dumpb_array",
     "iter_dumps_array",
     "loads",
+    "strict_numbers",
 ]
 
 DEFAULT_MAX_DEPTH = 1000
@@ -220,6 +221,8 @@ def _scalar(v: Any) -> str:
         return str(v)
     if cls is float:
         return _format_float(v)
+    if cls is _Raw:  # from strict_numbers
+        return v
     if v is None:
         return "null"
     if cls is BooleanKey:
@@ -457,42 +460,87 @@ def _encode_into(value: Any, out: list[str], sort_keys: bool, max_depth: int) ->
             stack.pop()
 
 
-def dumps(value: Any, *, sort_keys: bool = False, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
+_STRICT_TEXT = {math.inf: _Raw("1e999"), -math.inf: _Raw("-1e999")}
+
+
+def strict_numbers(value: Any) -> Any:
+    """``value`` made for readers of strict JSON (RFC 8259), to pass to the encoders.
+
+    Prosody writes infinities as ``inf``/``-inf`` and NaN as ``nan``, which no
+    JSON reader accepts.  Here infinities become the numbers ``1e999`` and
+    ``-1e999`` (which JSON readers read back as infinities) and NaN ``null``;
+    a table key that is such a number becomes that text as a string key.
+    Everything else is written as Prosody writes it.  Returns ``value`` itself
+    when it holds no such number, else a copy of the tables that hold one.
+    """
+    cls = value.__class__
+    if cls is float or (isinstance(value, float) and cls is not BooleanKey):
+        if value != value:
+            return _Raw("null")
+        return _STRICT_TEXT.get(value, value)
+    if isinstance(value, dict):
+        changed = None
+        for k, v in value.items():
+            nk, nv = strict_numbers(k), strict_numbers(v)
+            if changed is None and (nk is not k or nv is not v):
+                changed = {}
+                for k0, v0 in value.items():  # the entries before this one, as they were
+                    if k0 is k:
+                        break
+                    changed[k0] = v0
+            if changed is not None:
+                changed[nk] = nv
+        return value if changed is None else changed
+    if isinstance(value, list):
+        items = [strict_numbers(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
+
+
+def dumps(value: Any, *, sort_keys: bool = False, max_depth: int = DEFAULT_MAX_DEPTH,
+          strict: bool = False) -> str:
     """``value`` as JSON, as Prosody's ``util.json.encode`` writes it (see the module docs).
 
-    Raises :class:`TypeError` for values Lua data cannot hold, :class:`ValueError`
-    for integers outside 64 bits, NaN keys, lone surrogates and nesting deeper
-    than ``max_depth``.
+    With ``strict``, numbers JSON cannot carry are written as :func:`strict_numbers`
+    says, so that the text is always valid JSON.  Raises :class:`TypeError` for
+    values Lua data cannot hold, :class:`ValueError` for integers outside 64
+    bits, NaN keys, lone surrogates and nesting deeper than ``max_depth``.
     """
     out: list[str] = []
     _encode_into(value, out, sort_keys, max_depth)
-    return "".join(out)
+    text = "".join(out)
+    if strict and ("inf" in text or "nan" in text):  # cheap: almost always a word in a string
+        out = []
+        _encode_into(strict_numbers(value), out, sort_keys, max_depth)
+        text = "".join(out)
+    return text
 
 
-def dumpb(value: Any, *, sort_keys: bool = False, max_depth: int = DEFAULT_MAX_DEPTH) -> bytes:
+def dumpb(value: Any, *, sort_keys: bool = False, max_depth: int = DEFAULT_MAX_DEPTH,
+          strict: bool = False) -> bytes:
     """The exact bytes Prosody writes for ``value``: :func:`dumps` encoded as UTF-8,
     with ``bytes`` strings passed through raw."""
-    return dumps(value, sort_keys=sort_keys, max_depth=max_depth).encode("utf-8", "surrogateescape")
+    return dumps(value, sort_keys=sort_keys, max_depth=max_depth,
+                 strict=strict).encode("utf-8", "surrogateescape")
 
 
 def iter_dumps_array(items: Iterable[Any], *, sort_keys: bool = False,
-                     max_depth: int = DEFAULT_MAX_DEPTH) -> Iterator[str]:
+                     max_depth: int = DEFAULT_MAX_DEPTH, strict: bool = False) -> Iterator[str]:
     """The JSON of a list, piece by piece: ``"["``, item, ``","``, item, ..., ``"]"``.
 
-    The concatenation equals ``dumps(list(items))``; in particular an empty
-    iterable gives ``{}`` (Prosody writes an empty table as an object).  Items
-    must not be ``None``: a Lua list has no holes, and a hole would change the
-    whole shape of the output after the first pieces were sent, so it raises
-    :class:`ValueError` instead.
+    The concatenation equals ``dumps(list(items))`` (with the same ``strict``);
+    in particular an empty iterable gives ``{}`` (Prosody writes an empty table
+    as an object).  Items must not be ``None``: a Lua list has no holes, and a
+    hole would change the whole shape of the output after the first pieces
+    were sent, so it raises :class:`ValueError` instead.
     """
     first = True
     for item in items:
         if item is None:
             raise ValueError("a list item is None (a hole), which cannot be streamed")
-        out: list[str] = []
-        _encode_into(item, out, sort_keys, max_depth - 1)
+        piece = dumps(item, sort_keys=sort_keys, max_depth=max_depth - 1, strict=strict)
         yield "[" if first else ","
-        yield "".join(out)
+        yield piece
         first = False
     yield "{}" if first else "]"
 
@@ -520,7 +568,10 @@ _NULL = _Null()
 _MISSING = object()
 
 _WS = re.compile(rb"[ \t\r\n]*")
-_STRING = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"', re.DOTALL)
+# Possessive repeats (*+, ++): the engine keeps no backtracking state per
+# escape (680 MB for a 10 MiB string of them) and never retries (a numeral such
+# as 111...1e took quadratic time in _DECIMAL_FLOAT: 6 s for 20 KB).
+_STRING = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.DOTALL)
 _ESCAPE = re.compile(
     rb"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
     rb"|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
@@ -528,7 +579,7 @@ _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f
                    b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _NUMBER_RUN = re.compile(rb"[0-9.eE+\-]+")
 _DECIMAL_INT = re.compile(rb"-?([0-9]+)")
-_DECIMAL_FLOAT = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DECIMAL_FLOAT = re.compile(rb"-?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+")
 
 
 def _lua_tonumber(text: bytes) -> int | float | None:
@@ -546,22 +597,39 @@ def _lua_tonumber(text: bytes) -> int | float | None:
     return None
 
 
+# _ESCAPE for the bytes of a string decoded as latin-1 (one character per
+# byte): re.sub on bytes joins its pieces with a buffer struct per piece, about
+# 90 bytes for every escape (700 MB for a 10 MiB string of escapes), where a
+# str piece costs 8.
+_ESCAPE_TEXT = re.compile(_ESCAPE.pattern.decode("latin-1"), re.DOTALL)
+_SIMPLE_ESCAPES_TEXT = {k.decode("latin-1"): v.decode("latin-1") for k, v in _SIMPLE_ESCAPES.items()}
+# \uXXXX (its four digits) -> its UTF-8 bytes as latin-1 text: one shared
+# piece for every repeat of an escape, not one object each (bounded).
+_U_ESCAPES: dict[str, str] = {}
+
+
 def _unescape(raw: bytes, doc: bytes, pos: int) -> bytes:
-    def replace(m: re.Match) -> bytes:
+    def replace(m: re.Match) -> str:
         high, low, single, other = m.groups()
         if high is not None:
             code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
-            return chr(code).encode("utf-8")
+            return chr(code).encode("utf-8").decode("latin-1")
         if single is not None:
+            text = _U_ESCAPES.get(single)
+            if text is not None:
+                return text
             code = int(single, 16)
             if 0xD800 <= code <= 0xDFFF:
                 raise JSONDecodeError("invalid escape (lone surrogate)", doc, pos)
-            return chr(code).encode("utf-8")
-        if other == b"u":
+            if len(_U_ESCAPES) >= 4096:
+                _U_ESCAPES.clear()
+            text = _U_ESCAPES[single] = chr(code).encode("utf-8").decode("latin-1")
+            return text
+        if other == "u":
             raise JSONDecodeError("invalid escape (\\u needs four hex digits)", doc, pos)
-        return _SIMPLE_ESCAPES.get(other, b"\\" + other)
+        return _SIMPLE_ESCAPES_TEXT.get(other, "\\" + other)
 
-    return _ESCAPE.sub(replace, raw)
+    return _ESCAPE_TEXT.sub(replace, raw.decode("latin-1")).encode("latin-1")
 
 
 def _read_string(doc: bytes, pos: int) -> tuple[str | bytes, int]:

@@ -115,20 +115,36 @@ _NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _LONG_OPEN = re.compile(rb"\[(=*)\[")
 # A numeral as Lua's lexer cuts it out (greedy, may be malformed), plus one more
 # name character that makes it malformed if present.
-_NUMERAL_HEX = re.compile(rb"0[xX](?:[pP][+-]?|[0-9a-fA-F.])*[A-Za-z0-9_]?")
-_NUMERAL_DEC = re.compile(rb"(?:[eE][+-]?|[0-9a-fA-F.])*[A-Za-z0-9_]?")
-_VALID_DEC = re.compile(rb"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-_VALID_HEX = re.compile(rb"0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?\Z")
+#
+# Repeats are possessive (*+, ++) wherever the match cannot differ, so that the
+# regex engine keeps no backtracking state per repetition (1.2 GB for a 10 MiB
+# numeral) and never retries (a numeral such as 111...1a took quadratic time
+# in _VALID_DEC: 24 s for 40 KB).
+_NUMERAL_HEX = re.compile(rb"0[xX](?:[pP][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?")
+_NUMERAL_DEC = re.compile(rb"(?:[eE][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?")
+_VALID_DEC = re.compile(rb"(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+\Z")
+_VALID_HEX = re.compile(rb"0[xX](?:[0-9a-fA-F]++(?:\.[0-9a-fA-F]*+)?+|\.[0-9a-fA-F]++)"
+                        rb"(?:[pP][+-]?+[0-9]++)?+\Z")
 _INT_DEC = re.compile(rb"[0-9]+\Z")
 # The body of a short string up to (not including) its closing quote.
-_DQ_BODY = re.compile(rb'(?:[^"\\\n\r]+|\\z[ \t\n\r\f\v]*|\\\r\n?|\\\n\r?|\\[\s\S])*')
-_SQ_BODY = re.compile(rb"(?:[^'\\\n\r]+|\\z[ \t\n\r\f\v]*|\\\r\n?|\\\n\r?|\\[\s\S])*")
+_DQ_BODY = re.compile(rb'(?:[^"\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+')
+_SQ_BODY = re.compile(rb"(?:[^'\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+")
 _ESCAPE = re.compile(rb"\\(?:z[ \t\n\r\f\v]*|x[0-9a-fA-F]{2}|[0-9]{1,3}|u\{[0-9a-fA-F]+\}|\r\n?|\n\r?|[\s\S]?)")
 _SIMPLE_ESCAPES = {
     b"\\a": b"\a", b"\\b": b"\b", b"\\f": b"\f", b"\\n": b"\n", b"\\r": b"\r",
     b"\\t": b"\t", b"\\v": b"\v", b"\\\\": b"\\", b'\\"': b'"', b"\\'": b"'",
     b"\\\n": b"\n", b"\\\r": b"\n", b"\\\r\n": b"\n", b"\\\n\r": b"\n",
 }
+# The same, for the bytes of a string decoded as latin-1: re.sub on bytes joins
+# its pieces with a buffer struct per piece, about 90 bytes for every escape
+# (700 MB for a 10 MiB string of escapes), where a str piece costs 8.
+_ESCAPE_TEXT = re.compile(_ESCAPE.pattern.decode("latin-1"))
+_SIMPLE_ESCAPES_TEXT = {k.decode("latin-1"): v.decode("latin-1") for k, v in _SIMPLE_ESCAPES.items()}
+# Every escape of fixed form, decimal and hex ones included: one lookup each.
+_SIMPLE_ESCAPES_TEXT.update({"\\" + digits: chr(int(digits)) for width in (1, 2, 3)
+                             for digits in (f"{i:0{width}d}" for i in range(min(256, 10 ** width)))})
+_SIMPLE_ESCAPES_TEXT.update({"\\x" + a + b: chr(int(a + b, 16))
+                             for a in "0123456789abcdefABCDEF" for b in "0123456789abcdefABCDEF"})
 _LONG_NEWLINE = re.compile(rb"\r\n|\n\r|\r|\n")
 _KEYWORDS = frozenset(b"and break do else elseif end false for function goto if in local nil not "
                       b"or repeat return then true until while".split())
@@ -190,29 +206,30 @@ class _Parser:
         return body_end + 1, _text(raw)
 
     def _unescape(self, raw: bytes, offset: int) -> bytes:
-        def replace(m: re.Match) -> bytes:
+        # On the bytes as latin-1 text (one character per byte): see _ESCAPE_TEXT.
+        def replace(m: re.Match) -> str:
             esc = m.group()
-            simple = _SIMPLE_ESCAPES.get(esc)
+            simple = _SIMPLE_ESCAPES_TEXT.get(esc)
             if simple is not None:
                 return simple
             kind = esc[1:2]
-            if kind == b"z":
-                return b""
-            if kind == b"x" and len(esc) == 4:
-                return bytes((int(esc[2:], 16),))
-            if kind.isdigit():
+            if kind == "z":
+                return ""
+            if kind == "x" and len(esc) == 4:
+                return chr(int(esc[2:], 16))
+            if "0" <= kind <= "9":  # not str.isdigit, which takes "\xb2" (superscript two)
                 value = int(esc[1:])
                 if value > 255:
                     raise self.error("decimal escape too large", offset + m.start())
-                return bytes((value,))
-            if kind == b"u" and esc[2:3] == b"{":
+                return chr(value)
+            if kind == "u" and esc[2:3] == "{":
                 code = int(esc[3:-1], 16)
                 if code >= 0x80000000:
                     raise self.error("UTF-8 value too large", offset + m.start())
-                return _lua_utf8(code)
+                return _lua_utf8(code).decode("latin-1")
             raise self.error("invalid escape sequence", offset + m.start())
 
-        return _ESCAPE.sub(replace, raw)
+        return _ESCAPE_TEXT.sub(replace, raw.decode("latin-1")).encode("latin-1")
 
     def parse_long_string(self, m: re.Match, pos: int) -> tuple[int, str | bytes]:
         end = self._long_bracket_end(m, "unfinished long string", pos)

@@ -18,6 +18,7 @@ from prosody_store.json import (
     iter_dumpb_array,
     iter_dumps_array,
     loads,
+    strict_numbers,
 )
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey
 from tests.tagged import canon, canon_tagged, is_utf8, tagged_json
@@ -399,6 +400,26 @@ def test_nonfinite_is_not_read_back() -> None:
 @given(st.lists(VALUES.filter(lambda v: v is not None), max_size=6))
 def test_iter_dumps_array_matches_dumps(items: list) -> None:
     assert "".join(iter_dumps_array(items)) == dumps(items)
+
+
+@SETTINGS
+@given(VALUES)
+def test_strict_output_is_always_valid_json(value: Any) -> None:
+    """strict=True (what the HTTP service sends): any value gives text a strict JSON
+    reader accepts; a value without inf or nan gives exactly Prosody's text."""
+    text = dumps(value, strict=True)
+    stdjson.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in {text}"))
+    if "inf" not in dumps(value) and "nan" not in dumps(value):
+        assert text == dumps(value)
+    if value is not None:
+        assert "".join(iter_dumps_array([value], strict=True)) == "[" + text + "]"
+
+
+def test_strict_numbers() -> None:
+    assert dumps({"a": math.inf, "b": [-math.inf, math.nan]}, strict=True) == \
+        '{"a":1e999,"b":[-1e999,null]}'
+    unchanged = {"x": [1, 2.5], "y": "inf"}
+    assert strict_numbers(unchanged) is unchanged
 
 
 # ---------------------------------------------------------------------------
