@@ -40,3 +40,20 @@ def pytest_runtest_makereport(item, call):
     if IN_CI and report.skipped and item.get_closest_marker("interop"):
         report.outcome = "failed"
         report.longrepr = f"interop test skipped in CI: {report.longrepr}"
+
+
+@pytest.fixture
+def demo_data(tmp_path):
+    """A writable copy of fixtures/demo (accounts made by real prosodyctl)."""
+    from tests.live_server import demo_copy
+
+    return demo_copy(tmp_path)
+
+
+@pytest.fixture
+def server(demo_data):
+    """The real ``prosody-store serve`` on ``demo_data`` (admin@localhost is --admin)."""
+    from tests.live_server import LiveServer
+
+    with LiveServer(demo_data) as live:
+        yield live

@@ -54,7 +54,7 @@ class LiveServer:
     """``prosody-store --data-path DATA serve --listen 127.0.0.1:PORT *args``."""
 
     def __init__(self, data_path: Path, *args: str, admins: tuple[str, ...] = ("admin@localhost",),
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, wrapper: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.data_path = Path(data_path)
         self.log_path = log_path or self.data_path.parent / f"server-{self.port}.log"
@@ -63,7 +63,9 @@ class LiveServer:
                    "--listen", f"127.0.0.1:{self.port}"]
         for admin in admins:
             command += ["--admin", admin]
-        self.proc = subprocess.Popen([*command, *args], cwd=ROOT, stdout=self._log,
+        # wrapper: a command that runs the server, such as setpriv dropping root's
+        # power to ignore file permissions.
+        self.proc = subprocess.Popen([*wrapper, *command, *args], cwd=ROOT, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while True:

@@ -9,6 +9,9 @@ server (``waitress-serve wsgi_app:application``):
 ``PROSODY_HOSTS``       the hosts to serve (default: every host with accounts)
 ``PROSODY_CONFIG``      a Prosody config file to take the three above from
 ``PROSODY_MAX_BODY``    the largest request body in bytes (default 10 MiB)
+``PROSODY_MAX_VALUES``  the most values a request body may hold (default 250,000)
+``PROSODY_ITERATIONS``  PBKDF2 cost of a normal login (default: the config's
+                        ``default_iteration_count``, else 10,000)
 """
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ import functools
 import os
 from typing import Iterable
 
+from prosody_store.accounts import DEFAULT_ITERATIONS
 from prosody_store.datamanager import DataManager
 from wsgi_app.app import DEFAULT_MAX_BODY, DataAccessApp
 from wsgi_app.auth import Authenticator
+from wsgi_app.limits import DEFAULT_MAX_VALUES
+from wsgi_app.rights import Rights
 
 __all__ = ["DataAccessApp", "application", "create_app"]
 
@@ -26,17 +32,29 @@ __all__ = ["DataAccessApp", "application", "create_app"]
 def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
                host_admins: dict[str, Iterable[str]] | None = None,
                hosts: Iterable[str] | None = None, max_body: int = DEFAULT_MAX_BODY,
-               cache_size: int = 1024) -> DataAccessApp:
+               cache_size: int = 1024, iterations: int = DEFAULT_ITERATIONS,
+               max_iterations: int | None = None,
+               max_values: int | None = None) -> DataAccessApp:
     """The data access service for the Prosody data directory ``data_path``.
 
-    ``admins`` may touch every user's data on every host, ``host_admins``
-    (host -> JIDs) on their host only.  ``hosts`` limits the hosts whose users
-    may log in (default: every host that has an ``accounts`` store).
+    ``admins`` are server admins (every store of every user on every host),
+    ``host_admins`` (host -> JIDs) admins of their host only; README.rst
+    ("Who may do what") has the whole table.  ``hosts`` limits the hosts whose
+    users may log in (default: every host that has an ``accounts`` store).
+    ``iterations`` is the PBKDF2 cost of a normal login (Prosody's
+    ``default_iteration_count``), which every failed login costs too;
+    account records asking for more than ``max_iterations`` (default: the
+    same) never log in.  A PUT or POST body may hold at most ``max_body``
+    bytes and ``max_values`` values (default 250,000, :mod:`wsgi_app.limits`).
     """
+    if not os.path.isdir(data_path):
+        raise ValueError(f"data directory {os.fspath(data_path)!r} does not exist")
     dm = DataManager(data_path)
-    auth = Authenticator(dm, hosts=hosts, admins=admins, host_admins=host_admins,
-                         cache_size=cache_size)
-    return DataAccessApp(dm, auth, max_body=max_body)
+    auth = Authenticator(dm, hosts=hosts, cache_size=cache_size, iterations=iterations,
+                         max_iterations=max_iterations)
+    rights = Rights(dm, admins=admins, host_admins=host_admins)
+    return DataAccessApp(dm, auth, rights, max_body=max_body,
+                         max_values=max_values or DEFAULT_MAX_VALUES)
 
 
 def _split(value: str | None) -> list[str]:
@@ -51,6 +69,7 @@ def app_from_environment() -> DataAccessApp:
     admins = _split(env.get("PROSODY_ADMINS"))
     hosts = _split(env.get("PROSODY_HOSTS")) or None
     host_admins: dict[str, list[str]] = {}
+    iterations = int(env["PROSODY_ITERATIONS"]) if env.get("PROSODY_ITERATIONS") else None
     if env.get("PROSODY_CONFIG"):
         from prosody_store.config import read_config
 
@@ -59,8 +78,11 @@ def app_from_environment() -> DataAccessApp:
         admins = admins or list(config.admins)
         hosts = hosts or list(config.hosts) or None
         host_admins = {h: list(a) for h, a in config.host_admins.items()}
+        iterations = iterations or config.default_iteration_count
     return create_app(data_path or "/var/lib/prosody", admins=admins, host_admins=host_admins,
-                      hosts=hosts, max_body=int(env.get("PROSODY_MAX_BODY", DEFAULT_MAX_BODY)))
+                      hosts=hosts, max_body=int(env.get("PROSODY_MAX_BODY", DEFAULT_MAX_BODY)),
+                      max_values=int(env.get("PROSODY_MAX_VALUES", DEFAULT_MAX_VALUES)),
+                      iterations=iterations or DEFAULT_ITERATIONS)
 
 
 def application(environ: dict, start_response):

@@ -13,7 +13,9 @@ reason, and nothing is written before a request has been fully validated.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import logging
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from werkzeug.exceptions import (
     NotAcceptable,
     NotFound,
     RequestEntityTooLarge,
+    ServiceUnavailable,
     Unauthorized,
 )
 from werkzeug.routing import BaseConverter, Map, Rule
@@ -34,10 +37,20 @@ from werkzeug.wrappers import Request, Response
 
 from prosody_store import json as prosody_json
 from prosody_store import serialization
-from prosody_store.datamanager import DataManager, StoreError
+from prosody_store.datamanager import (
+    CorruptFileError,
+    DataManager,
+    InvalidNameError,
+    NameTooLongError,
+    StoreError,
+)
 from prosody_store.jid import JIDError, nodeprep
+from wsgi_app import limits
 from wsgi_app.auth import Authenticator, AuthError, User, prep_host
 from wsgi_app.cache import BodyCache
+from wsgi_app.rights import Access, Rights, public_view
+
+log = logging.getLogger("wsgi_app")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 READ_METHODS = ("GET", "HEAD")
@@ -59,11 +72,14 @@ class SegmentsConverter(BaseConverter):
 class DataAccessApp:
     """The WSGI application.  See :func:`wsgi_app.create_app` for the options."""
 
-    def __init__(self, dm: DataManager, auth: Authenticator, *, max_body: int = DEFAULT_MAX_BODY,
+    def __init__(self, dm: DataManager, auth: Authenticator, rights: Rights, *,
+                 max_body: int = DEFAULT_MAX_BODY, max_values: int = limits.DEFAULT_MAX_VALUES,
                  max_depth: int = serialization.DEFAULT_MAX_DEPTH) -> None:
         self.dm = dm
         self.auth = auth
+        self.rights = rights
         self.max_body = max_body
+        self.max_values = max_values
         self.max_depth = max_depth
         self.bodies = BodyCache()
         methods = (*READ_METHODS, *WRITE_METHODS)
@@ -87,22 +103,26 @@ class DataAccessApp:
         try:
             _, args = adapter.match()
         except MethodNotAllowed as exc:
+            self.authenticate(request)  # without valid credentials, nothing but 401
             exc.description = f"method {request.method} not allowed"
             raise
         user = self.authenticate(request)
         host, node, store, fmt = self.resolve(args["path"], user)
-        if (host, node) != (user.host, user.node) and not self.auth.is_admin(user, host):
-            raise Forbidden(f"{user.jid} may not access data of {node}@{host}")
         try:
+            access = self.rights.access(user.node, user.host, node, host, store)
             if request.method in READ_METHODS:
-                return self.get(request, host, node, store, fmt)
+                if not access.read:
+                    raise Forbidden(f"{user.jid} may not read store {store!r} of {node}@{host}")
+                return self.get(request, host, node, store, fmt, access)
+            if not access.write:
+                raise Forbidden(f"{user.jid} may not change store {store!r} of {node}@{host}")
             if fmt is not None:
                 raise NotFound("a format is only meaningful for GET")
             if request.method == "DELETE":
                 return self.delete(host, node, store)
             return self.put_or_post(request, host, node, store)
-        except StoreError as err:
-            raise InternalServerError(f"stored data unusable: {_one_line(err)}") from None
+        except (StoreError, OSError) as err:
+            raise storage_failure(err, store, f"{node}@{host}") from None
 
     # -- who and what --------------------------------------------------------------
 
@@ -155,7 +175,10 @@ class DataAccessApp:
             try:
                 host = _prep_host(host)
                 node = _nodeprep(node)
-            except JIDError:
+                if not node:
+                    raise JIDError("empty user name")
+                self.dm.getpath(node, host, store)  # names that no file can have
+            except (JIDError, InvalidNameError, NameTooLongError):
                 raise NotFound("no such user or host") from None
         if fmt is not None and fmt not in MEDIA_TYPES:
             raise NotFound(f"unknown format {fmt!r} (json or lua)")
@@ -163,9 +186,16 @@ class DataAccessApp:
 
     # -- methods -------------------------------------------------------------------
 
-    def get(self, request: Request, host: str, node: str, store: str, fmt: str | None) -> Response:
+    def get(self, request: Request, host: str, node: str, store: str, fmt: str | None,
+            access: Access) -> Response:
         if fmt is None:
             fmt = self.negotiate(request)
+        if not access.secrets:
+            value = public_view(store, self.dm.load(node, host, store))
+            if value is None:
+                raise NotFound(f"no data in store {store!r}")
+            return self.respond(fmt, self.encode(fmt, value))
+
         def encoded_keyval() -> bytes | None:
             data = self.dm.load(node, host, store)
             return None if data is None else self.encode(fmt, data)
@@ -179,9 +209,16 @@ class DataAccessApp:
                 if items is not None:
                     items.close()
                 raise NotFound(f"no data in store {store!r}")
-            response = self.respond(fmt, prosody_json.iter_dumpb_array(items))
-            # Closed by the WSGI server after the body was sent, and also for HEAD,
-            # where the body iterator never starts (a generator's finally would not run).
+            if request.method == "HEAD":
+                # The length a GET would send, so that the server does not frame an
+                # empty body as chunked (waitress would send a last chunk anyway).
+                with items:
+                    length = sum(map(len, prosody_json.iter_dumpb_array(items, strict=True)))
+                response = self.respond(fmt, b"")
+                response.content_length = length
+                return response
+            response = self.respond(fmt, prosody_json.iter_dumpb_array(items, strict=True))
+            # Closed by the WSGI server after the body was sent.
             response.call_on_close(items.close)
             return response
         data = self.dm.list_load(node, host, store)
@@ -201,8 +238,10 @@ class DataAccessApp:
     def encode(fmt: str, data: Any) -> bytes:
         # dumpb: a stored string that is not UTF-8 goes out as its raw bytes, as in
         # Prosody (dumps would hold lone surrogates that cannot be encoded).
+        # strict: numbers JSON cannot carry (inf, nan in data Prosody wrote) are
+        # written so that the body is always valid JSON.
         if fmt == "json":
-            return prosody_json.dumpb(data)
+            return prosody_json.dumpb(data, strict=True)
         return serialization.dumps(data).encode("ascii")
 
     @staticmethod
@@ -236,19 +275,27 @@ class DataAccessApp:
             raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
         if not body:
             raise BadRequest("empty body")
+        # Counted before decoding: a refused body costs no memory (wsgi_app/limits.py).
+        try:
+            limits.check_values(body, fmt, self.max_values)
+        except limits.TooManyValues as err:
+            raise RequestEntityTooLarge(str(err)) from None
         try:
             if fmt == "json":
                 value = prosody_json.loads(body, max_depth=self.max_depth)
             else:
                 value = serialization.loads(body, max_depth=self.max_depth)
         except ValueError as err:
-            raise BadRequest(f"body is not valid {fmt}: {_one_line(err)}") from None
+            raise BadRequest(f"body is not valid {fmt}: {limits.brief(err)}") from None
         if value is None or value is False:
             raise BadRequest("body holds no data (null or false)")
+        non_finite = limits.find_non_finite(value)
+        if non_finite is not None:  # 1e999 would be served back as inf, which is not JSON
+            raise BadRequest(limits.non_finite_reason(non_finite))
         try:
             serialization.dumps(value)
         except (TypeError, ValueError) as err:
-            raise BadRequest(f"body cannot be stored: {_one_line(err)}") from None
+            raise BadRequest(f"body cannot be stored: {limits.brief(err)}") from None
         return value
 
     def delete(self, host: str, node: str, store: str) -> Response:
@@ -260,6 +307,37 @@ class DataAccessApp:
 # Stringprep is slow and path segments repeat: memoized (bounded; errors are not cached).
 _prep_host = functools.lru_cache(maxsize=4096)(prep_host)
 _nodeprep = functools.lru_cache(maxsize=4096)(nodeprep)
+
+
+class InsufficientStorage(HTTPException):
+    """507: the data directory's filesystem is full (Werkzeug has no class for it)."""
+
+    code = 507
+    description = "no space left for the data"
+
+
+def storage_failure(err: Exception, store: str, owner: str) -> HTTPException:
+    """The HTTP error for a failure of the store, with a one-line reason that names
+    no server path; the details, path included, go to the log."""
+    if isinstance(err, CorruptFileError):
+        log.error("damaged file %s: %s", err.filename, err)
+        return InternalServerError(
+            f"stored data unusable: store {store!r} of {owner} is damaged "
+            f"(line {err.lineno}, column {err.colno}: {_one_line(err.msg)})")
+    if isinstance(err, (InvalidNameError, NameTooLongError)):
+        return NotFound("no such user or host")
+    log.error("storage failure on store %r of %s: %s", store, owner, err)
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return InsufficientStorage(f"no space left to store {store!r}")
+    if code == errno.EROFS:
+        return ServiceUnavailable("the data directory is read-only")
+    if code in (errno.EACCES, errno.EPERM):
+        return InternalServerError(f"the service may not access store {store!r}")
+    if isinstance(err, OSError):
+        name = errno.errorcode.get(code or 0, "unknown error")
+        return InternalServerError(f"storage failure on store {store!r} ({name})")
+    return InternalServerError(f"stored data unusable: store {store!r} of {owner}")
 
 
 def error_response(exc: HTTPException) -> Response:

@@ -1,21 +1,27 @@
-"""Who is asking: HTTP Basic credentials checked against Prosody's ``accounts`` store,
-and the admin rule.
+"""Who is asking: HTTP Basic credentials checked against Prosody's ``accounts`` store.
 
 Knows the store and Prosody's account formats, nothing of routing or formats.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from prosody_store.accounts import CredentialCache, verify_password
+from prosody_store.accounts import (
+    DEFAULT_ITERATIONS,
+    CredentialCache,
+    derivation_cost,
+    dummy_derivation,
+    verify_password,
+)
 from prosody_store.datamanager import DataManager, StoreError
 from prosody_store.jid import JIDError, nameprep, prepped_split, saslprep
 from wsgi_app.cache import fingerprint as file_fingerprint
 
-ADMIN_ROLES = frozenset({"prosody:admin", "prosody:operator"})
+log = logging.getLogger("wsgi_app.auth")
 
 
 class AuthError(Exception):
@@ -41,36 +47,54 @@ def prep_host(host: str) -> str:
 
 
 class Authenticator:
-    """Checks ``jid:password`` pairs and answers the admin question.
+    """Checks ``jid:password`` pairs against the hosts' ``accounts`` stores.
 
     ``hosts`` are the hosts served (``None``: every host with an ``accounts``
-    store in the data directory).  ``admins`` are admin JIDs on every host,
-    ``host_admins`` per host, as in Prosody's config; Prosody 13's
-    ``account_roles`` store is honoured too.
+    store in the data directory).  ``iterations`` is the cost of a normal
+    login on these hosts (Prosody's ``default_iteration_count``): every failed
+    attempt that names a user costs that many PBKDF2 rounds, whether the
+    account exists or not, and an account record asking for more than
+    ``max_iterations`` (default: ``iterations``) never verifies, so no record
+    makes a login cost more than a normal one.
     """
 
     def __init__(self, dm: DataManager, *, hosts: Iterable[str] | None = None,
-                 admins: Iterable[str] = (), host_admins: dict[str, Iterable[str]] | None = None,
-                 cache_size: int = 1024) -> None:
+                 cache_size: int = 1024, iterations: int = DEFAULT_ITERATIONS,
+                 max_iterations: int | None = None) -> None:
+        if iterations < 1 or (max_iterations is not None and max_iterations < 1):
+            raise ValueError("iteration counts must be positive")
         self.dm = dm
         self.hosts = None if hosts is None else frozenset(prep_host(h) for h in hosts)
-        self.admins = frozenset(_prep_admin(j) for j in admins)
-        self.host_admins = {prep_host(h): frozenset(_prep_admin(j) for j in js)
-                            for h, js in (host_admins or {}).items()}
+        self.iterations = iterations
+        self.max_iterations = iterations if max_iterations is None else max_iterations
         self.cache = CredentialCache(maxsize=cache_size)
         self._account = functools.lru_cache(maxsize=cache_size)(self._account)
 
     def serves(self, host: str) -> bool:
         if self.hosts is not None:
             return host in self.hosts
-        return os.path.isdir(os.path.dirname(self.dm.getpath("x", host, "accounts")))
+        try:
+            return os.path.isdir(self.dm.store_directory(host, "accounts"))
+        except StoreError:
+            return False
 
     def authenticate(self, username: str, password: str) -> User:
-        """The user whose credentials these are, or :class:`AuthError`."""
+        """The user whose credentials these are, or :class:`AuthError`.
+
+        Every failure costs one normal login (see the class docstring).
+        """
+        spent = [0]
+        try:
+            return self._authenticate(username, password, spent)
+        except AuthError:
+            dummy_derivation(self.iterations - spent[0])
+            raise
+
+    def _authenticate(self, username: str, password: str, spent: list[int]) -> User:
         try:
             node, host, path = self._account(username)
             password = saslprep(password)
-        except JIDError as err:
+        except (JIDError, StoreError) as err:
             raise AuthError(f"bad JID or password: {err}") from None
         # With hosts=None a host is served when it has an accounts store, which the
         # stat of the account file below decides (one system call, not two).
@@ -84,37 +108,29 @@ class Authenticator:
             return User(node, host)
         try:
             record = self.dm.load(node, host, "accounts")
-        except StoreError as err:
-            raise AuthError(f"account unreadable: {err}") from None
-        if not isinstance(record, dict) or not verify_password(record, password):
+        except (StoreError, OSError) as err:
+            log.error("account of %s unreadable: %s", jid, err)
+            raise AuthError("account unreadable") from None
+        if not isinstance(record, dict):
+            raise AuthError("no usable account record")
+        cost = derivation_cost(record, max_iterations=self.max_iterations)
+        if cost == 0 and derivation_cost(record) > self.max_iterations:
+            log.warning("account of %s asks for more PBKDF2 iterations than --max-iterations "
+                        "(%d): refused", jid, self.max_iterations)
+        spent[0] = cost
+        if not verify_password(record, password, max_iterations=self.max_iterations):
             raise AuthError("wrong password")
         self.cache.add(jid, fingerprint, password)
         return User(node, host)
 
     def _account(self, username: str) -> tuple[str, str, str]:
-        """(node, host, account file) for a user name; JIDError or AuthError if unusable.
+        """(node, host, account file) for a user name; JIDError, StoreError or
+        AuthError if unusable.
 
         Memoized (bounded LRU; no secrets in it): stringprep is the costly part
         of a request that the credential cache answers.
         """
         node, host, resource = prepped_split(username)
-        if node is None or resource is not None:
+        if not node or resource is not None:
             raise AuthError("the user name must be a bare JID user@host")
         return node, host, self.dm.getpath(node, host, "accounts")
-
-    def is_admin(self, user: User, host: str) -> bool:
-        """May ``user`` touch other users' data on ``host``?"""
-        if user.jid in self.admins or user.jid in self.host_admins.get(host, ()):
-            return True
-        if user.host != host:
-            return False
-        try:
-            roles = self.dm.load(user.node, user.host, "account_roles")
-        except StoreError:
-            return False
-        return isinstance(roles, dict) and roles.get("_default") in ADMIN_ROLES
-
-
-def _prep_admin(jid: str) -> str:
-    node, host, _ = prepped_split(jid)
-    return host if node is None else f"{node}@{host}"
