@@ -77,9 +77,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", action="append", default=[], metavar="HOST",
                        help="serve only these hosts (default: the config's VirtualHosts, "
                             "else every host with accounts)")
-    serve.add_argument("--threads", type=int, default=4, help="worker threads (default 4)")
-    serve.add_argument("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
-                       help="largest request body (default 10 MiB)")
+    limits = serve.add_argument_group(
+        "limits", "What one request may cost.  The connection, time and body-size limits hold\n"
+                  "before authentication: a client past one loses its connection (a body too\n"
+                  "large gets 413).  For limits per address or on rates, put a proxy in front.")
+    limits.add_argument("--threads", type=int, default=4, metavar="N",
+                        help=f"worker threads, 1 to {MAX_THREADS} (default 4)")
+    limits.add_argument("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
+                        help="largest request body, refused with 413 while it is read "
+                             "(default 10 MiB)")
+    limits.add_argument("--max-values", type=int, default=None, metavar="N",
+                        help="most values (tables, strings, numbers) a request body may hold, "
+                             "counted before it is decoded: 413 past it (default 250,000)")
+    limits.add_argument("--connection-limit", type=int, default=1000, metavar="N",
+                        help="most connections open at once; more wait to be accepted "
+                             "(default 1000)")
+    limits.add_argument("--idle-timeout", type=int, default=30, metavar="SECONDS",
+                        help="close a connection after this long without a byte in or out "
+                             "(default 30)")
+    limits.add_argument("--request-timeout", type=int, default=30, metavar="SECONDS",
+                        help="close a connection whose request, headers and body, is not "
+                             "complete this long after its first byte (default 30)")
+    limits.add_argument("--iterations", type=int, default=None, metavar="N",
+                        help="PBKDF2 rounds of a normal login, which every failed login costs "
+                             "too (default: the config's default_iteration_count, else 10000)")
+    limits.add_argument("--max-iterations", type=int, default=None, metavar="N",
+                        help="accounts whose record asks for more rounds never log in "
+                             "(default: --iterations)")
     serve.set_defaults(handler=cmd_serve)
     return parser
 
@@ -122,33 +146,62 @@ def _listen_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+MAX_THREADS = 256  # serve --threads
+
+
+def _check_limits(args: argparse.Namespace) -> None:
+    """Usage errors for limits that would make a server that never answers."""
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise CommandError(f"--threads must be from 1 to {MAX_THREADS}, not {args.threads}", 2)
+    for option in ("max_body", "max_values", "connection_limit", "idle_timeout", "request_timeout",
+                   "iterations", "max_iterations"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise CommandError(f"--{option.replace('_', '-')} must be at least 1, not {value}", 2)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _check_limits(args)
     settings = Settings(args)
     host, port = _listen_address(args.listen)
     config = settings.config
     admins = list(args.admin) + (config.admins if config else [])
     hosts = args.host or (config.hosts if config else []) or None
     try:
-        import waitress
-
+        from prosody_store.accounts import DEFAULT_ITERATIONS
         from wsgi_app import create_app
+        from wsgi_app.server import create_server, fit_connection_limit
     except ImportError as err:
         raise CommandError(f"serve needs the service's dependencies ({err.name}): "
                            "pip install prosody-store") from None
     try:
+        iterations = args.iterations or (config and config.default_iteration_count)
         app = create_app(settings.data_path, admins=admins, hosts=hosts,
                          host_admins=config.host_admins if config else None,
-                         max_body=args.max_body)
+                         max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
+                         max_iterations=args.max_iterations, max_values=args.max_values)
     except ValueError as err:
         raise CommandError(f"bad setting: {err}", 2) from None
     # waitress logs "Task queue depth is N" for every queued request under load:
     # only its real warnings and errors, on one line each.
     logging.basicConfig(format="prosody-store: %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    print(f"prosody-store: serving {settings.data_path} on http://{host}:{port}/data "
+    connection_limit, warning = fit_connection_limit(args.connection_limit, args.threads)
+    if warning:
+        print(f"prosody-store: warning: {warning}", file=sys.stderr)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        server = create_server(app, host=host, port=port, threads=args.threads,
+                               connection_limit=connection_limit, idle_timeout=args.idle_timeout,
+                               request_timeout=args.request_timeout, max_body=args.max_body,
+                               ident="prosody-store")
+    except ValueError:  # waitress: the host does not resolve
+        raise CommandError(f"--listen: cannot resolve {host!r}", 2) from None
+    except OSError as err:
+        raise CommandError(f"cannot listen on {address}: {err.strerror or err}") from None
+    print(f"prosody-store: serving {settings.data_path} on http://{address}/data "
           f"(admins: {', '.join(admins) or 'none'})", file=sys.stderr, flush=True)
-    waitress.serve(app, host=host, port=port, threads=args.threads, ident="prosody-store",
-                   _quiet=True)
+    server.run()
     return 0
 
 

@@ -1,0 +1,192 @@
+"""``prosody-store serve`` options, run as real subprocesses on 127.0.0.1.
+
+A nonsensical limit (``--threads 0`` started a server that never answered) and
+a port already in use are refused with one line on stderr and an exit status,
+before anything listens; good limits start a server that answers.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.live_server import ROOT, LiveServer, demo_auth, demo_copy, free_port, request
+
+RUN_TIMEOUT = 30  # seconds: a refused option must exit long before this
+
+
+def serve(*args: str, port: int | None = None, **kwargs) -> subprocess.CompletedProcess:
+    port = port or free_port()
+    command = [sys.executable, "-m", "prosody_store", "--data-path", "fixtures/demo", "serve",
+               "--listen", f"127.0.0.1:{port}", *args]
+    try:
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(args)}: still running after {RUN_TIMEOUT} s "
+                    f"(stderr: {exc.stderr!r})")
+
+
+def one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("prosody-store: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--threads", "0"), ("--threads", "-1"), ("--threads", "100000"),
+    ("--max-body", "0"), ("--max-body", "-5"),
+    ("--connection-limit", "0"), ("--connection-limit", "-1"),
+    ("--idle-timeout", "0"), ("--idle-timeout", "-3"),
+    ("--request-timeout", "0"), ("--request-timeout", "-3"),
+])
+def test_nonsensical_limit_is_a_usage_error(option, value):
+    proc = serve(option, value)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    line = one_line(proc.stderr)
+    assert option in line, line
+    assert "serving" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--threads", "--max-body", "--connection-limit",
+                                    "--idle-timeout", "--request-timeout"])
+def test_not_a_number_is_a_usage_error(option):
+    proc = serve(option, "many")
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert option in proc.stderr.strip().splitlines()[-1]
+
+
+def test_help_documents_the_limits():
+    proc = subprocess.run([sys.executable, "-m", "prosody_store", "serve", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    for option in ("--threads", "--max-body", "--connection-limit", "--idle-timeout",
+                   "--request-timeout"):
+        assert option in text
+    assert "default 1000" in text and "default 30" in text
+
+
+def test_port_in_use_is_one_line_naming_the_address():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = serve(port=port)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    line = one_line(proc.stderr)
+    assert f"127.0.0.1:{port}" in line and "in use" in line, line
+
+
+def test_unresolvable_address_is_a_usage_error():
+    command = [sys.executable, "-m", "prosody_store", "--data-path", "fixtures/demo", "serve",
+               "--listen", "no-such-host.invalid:5280"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "no-such-host.invalid" in one_line(proc.stderr)
+
+
+def test_good_limits_serve(tmp_path):
+    with LiveServer(demo_copy(tmp_path), "--threads", "1", "--max-body", "1000",
+                    "--connection-limit", "10", "--idle-timeout", "5",
+                    "--request-timeout", "5") as server:
+        status, _, _ = server.request("GET", "/data/roster", headers=demo_auth("alice"),
+                                      timeout=10)
+        assert status == 200
+        status, _, _ = server.request("PUT", "/data/roster", body=b"[" + b"1," * 600 + b"1]",
+                                      headers={"Content-Type": "application/json",
+                                               **demo_auth("alice")}, timeout=10)
+        assert status == 413
+
+
+def _file_limit(soft: int, hard: int):
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return apply
+
+
+class Server:
+    """``serve`` on a copy of the demo data with the open-file limits ``soft``/``hard``."""
+
+    def __init__(self, tmp_path, *args: str, soft: int, hard: int) -> None:
+        data = demo_copy(tmp_path)
+        self.port = free_port()
+        self.log = tmp_path / "server.log"
+        command = [sys.executable, "-m", "prosody_store", "--data-path", str(data), "serve",
+                   "--listen", f"127.0.0.1:{self.port}", *args]
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=_file_limit(soft, hard))
+        end = time.monotonic() + RUN_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    self.close()
+                    raise AssertionError("server did not start") from None
+                time.sleep(0.05)
+
+    def open_file_limit(self) -> int:
+        for line in open(f"/proc/{self.proc.pid}/limits"):
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+        raise AssertionError("no open-file limit in /proc")
+
+    def close(self) -> str:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        text = self.log.read_text()
+        assert "Traceback" not in text, text
+        return text
+
+
+needs_rlimit = pytest.mark.skipif(not hasattr(resource, "RLIMIT_NOFILE")
+                                  or not os.path.exists("/proc/self/limits"),
+                                  reason="needs RLIMIT_NOFILE and /proc")
+
+
+@needs_rlimit
+def test_connection_limit_beyond_open_file_limit_is_lowered(tmp_path):
+    """With a hard limit of 256 open files, --connection-limit 1000 cannot be met:
+    the server says so on one line, lowers its limit to fit, and serves."""
+    server = Server(tmp_path, "--connection-limit", "1000", soft=256, hard=256)
+    try:
+        status, _, _ = request(server.port, "GET", "/data/roster", headers=demo_auth("alice"),
+                               timeout=10)
+        assert status == 200
+    finally:
+        text = server.close()
+    warnings = [line for line in text.splitlines() if "connection limit" in line]
+    assert len(warnings) == 1 and "256" in warnings[0], text
+
+
+@needs_rlimit
+def test_soft_open_file_limit_is_raised_for_the_connection_limit(tmp_path):
+    """A soft limit of 1024 open files (a common default) is raised at start to what
+    the default 1000 connections need, within the hard limit, with no warning."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"hard open-file limit {hard} is below 4096")
+    server = Server(tmp_path, soft=1024, hard=4096)
+    try:
+        assert server.open_file_limit() > 3000
+    finally:
+        text = server.close()
+    assert "warning" not in text, text

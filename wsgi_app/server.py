@@ -1,0 +1,195 @@
+"""waitress, with the limits a service reachable by anyone needs.
+
+``create_server(app, host=..., port=...)`` builds the server that
+``prosody-store serve`` runs (``.run()``).  Over waitress's defaults it sets:
+
+``connection_limit``  1000 open connections (waitress: 100), watched with
+                      poll() so select()'s FD_SETSIZE of 1024 is no limit;
+                      :func:`fit_connection_limit` raises the soft limit on
+                      open files to what that needs, or lowers the limit to
+                      what the hard limit allows.
+``idle_timeout``      30 s without a byte in either direction closes a
+                      connection (waitress's ``channel_timeout``: 120 s).
+``request_timeout``   30 s from a request's first byte to its last, headers
+                      and body: a client still sending after that loses its
+                      connection.  waitress has no such deadline (below).
+``max_body``          the largest body, enforced by waitress while reading,
+                      before the application or authentication sees anything:
+                      a larger Content-Length is answered 413 without reading
+                      the body, a chunked body is cut off at the limit.  So no
+                      more than ``max_body`` bytes (and one read of 8 KiB) of
+                      a request are kept in memory (to 512 KiB) or spooled to
+                      the temporary directory (waitress: 1 GiB).
+
+And a connection whose client takes none of the response for ``idle_timeout``
+is closed, freeing the worker thread that may be waiting to write it (waitress
+leaves such a connection open for ever).
+"""
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+from waitress.utilities import RequestEntityTooLarge
+
+try:
+    import resource
+except ImportError:  # not on Windows
+    resource = None
+
+DEFAULT_CONNECTION_LIMIT = 1000
+DEFAULT_IDLE_TIMEOUT = 30
+DEFAULT_REQUEST_TIMEOUT = 30
+DEFAULT_THREADS = 4
+# Open files a connection may need: its socket, the temporary file of a request
+# body over 512 KiB, the one of a response over 1 MiB.
+FILES_PER_CONNECTION = 3
+# And the rest of the process: standard streams, the listening sockets, the
+# trigger pipe, modules, the data files the worker threads have open.
+FILES_RESERVED = 64
+FILES_PER_THREAD = 4
+# How often (seconds) the deadlines are checked: a connection lives at most
+# this much past its deadline.
+CHECK_INTERVAL = 1
+
+
+class RequestParser(HTTPRequestParser):
+    """waitress's parser, saying the limit the user set when a body is too large:
+    waitress's own message names ``max_request_body_size``, which is one more."""
+
+    def received(self, data: bytes) -> int:
+        consumed = super().received(data)
+        if isinstance(self.error, RequestEntityTooLarge):
+            limit = self.adj.max_request_body_size - 1
+            self.error = RequestEntityTooLarge(f"body larger than {limit} bytes")
+        return consumed
+
+
+class DeadlineChannel(HTTPChannel):
+    """An HTTP connection that remembers when the request it is receiving began.
+
+    Hand-written because waitress has no deadline for reading a request: its
+    ``channel_timeout`` measures inactivity, so a client that sends a header
+    line (or a body byte, or a blank line) every few seconds keeps its
+    connection, and its connection slot, for ever.  ``request_started`` is the
+    time of the first byte received since the last complete request went to a
+    worker; :meth:`DeadlineServer.maintenance` closes the connection when that
+    is older than the server's ``request_timeout``.  Blank lines between
+    requests (which waitress reads as empty requests) do not restart the clock.
+    """
+
+    parser_class = RequestParser
+    request_started: float | None = None  # time.monotonic(); None between requests
+
+    def received(self, data: bytes) -> bool:
+        if data and self.request_started is None:
+            self.request_started = time.monotonic()
+        return super().received(data)
+
+    def service(self) -> None:
+        # A complete request reached a worker: it was received in time.  (The
+        # channel reads nothing more until its requests are answered.)
+        self.request_started = None
+        super().service()
+
+
+class DeadlineServer(TcpWSGIServer):
+    """waitress's TCP server with :class:`DeadlineChannel` connections and a
+    :meth:`maintenance` that enforces ``request_timeout`` and closes connections
+    whose client has stopped taking the response."""
+
+    channel_class = DeadlineChannel
+
+    def __init__(self, *args, request_timeout: float = DEFAULT_REQUEST_TIMEOUT, **kw) -> None:
+        self.request_timeout = request_timeout
+        super().__init__(*args, **kw)
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # marks connections idle for channel_timeout to close
+        request_cutoff = time.monotonic() - self.request_timeout
+        stall_cutoff = now - self.adj.channel_timeout
+        for channel in list(self.active_channels.values()):
+            if channel.total_outbufs_len and channel.last_activity < stall_cutoff:
+                # Output waits and the client has taken none of it for channel_timeout.
+                # Marking it will_close, as waitress does for idle connections, does
+                # not do: that waits for the socket to become writable, which it never
+                # does if the client does not read, and a worker may be blocked on the
+                # full buffer.  Shut the socket down: the event loop then sees it hang
+                # up and closes the channel, which wakes that worker.  (Not close() here:
+                # this runs while the loop collects descriptors to poll, and a closed
+                # descriptor could be reused by an accept() in the same round.)
+                with contextlib.suppress(OSError):
+                    channel.socket.shutdown(socket.SHUT_RDWR)
+            elif (not channel.requests and channel.request_started is not None
+                  and channel.request_started < request_cutoff):
+                channel.will_close = True
+
+
+def fit_connection_limit(limit: int, threads: int) -> tuple[int, str | None]:
+    """Raise the soft limit on open files to what ``limit`` connections need.
+
+    Returns the connection limit to use and, when the hard limit is too low
+    for ``limit``, a warning that says so (the limit returned then fits).
+    Without it, accept() would fail with EMFILE in a loop once files ran out.
+    """
+    if resource is None:
+        return limit, None
+    need = limit * FILES_PER_CONNECTION + FILES_RESERVED + threads * FILES_PER_THREAD
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return limit, None
+    fitted = max(1, (soft - FILES_RESERVED - threads * FILES_PER_THREAD) // FILES_PER_CONNECTION)
+    return fitted, (f"--connection-limit {limit} needs {need} open files but only {soft} "
+                    f"are allowed (ulimit -n); using a connection limit of {fitted}")
+
+
+def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS,
+                  connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+                  idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
+                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                  max_body: int = 10 * 1024 * 1024, **adjustments):
+    """The server for ``app`` on ``host:port`` (every address ``host`` resolves
+    to), listening when this returns; ``.run()`` serves until interrupted.
+
+    Raises ``ValueError`` for an address that does not resolve and ``OSError``
+    for one that cannot be bound (in use, not ours, no permission); nothing is
+    left listening or running then.  ``adjustments`` go to waitress as they are.
+    """
+    adj = Adjustments(
+        host=host, port=port, threads=threads, connection_limit=connection_limit,
+        channel_timeout=idle_timeout, cleanup_interval=CHECK_INTERVAL,
+        # waitress refuses a body of max_request_body_size bytes or more (>=).  For a
+        # chunked body it counts the chunk framing too, so such a body is refused a
+        # few bytes per chunk short of max_body.
+        max_request_body_size=max_body + 1,
+        asyncore_use_poll=hasattr(select, "poll"), **adjustments)
+    dispatcher = ThreadedTaskDispatcher()  # threads start once every socket is bound
+    socket_map: dict = {}
+    servers = []
+    try:
+        for sockinfo in adj.listen:
+            servers.append(DeadlineServer(app, socket_map, dispatcher=dispatcher, adj=adj,
+                                          sockinfo=sockinfo, request_timeout=request_timeout))
+    except BaseException:
+        wasyncore.close_all(socket_map)  # the sockets and triggers made so far
+        raise
+    dispatcher.set_thread_count(adj.threads)
+    if len(servers) == 1:
+        return servers[0]
+    listening = [(s.effective_host, s.effective_port) for s in servers]
+    return MultiSocketServer(socket_map, adj, listening, dispatcher, servers[-1].log_info)
