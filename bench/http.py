@@ -1,6 +1,7 @@
 """Benchmark: the HTTP service against the original mod_data_access's figures (SPEC section 6).
 
 Usage: ``python3 bench/http.py [--duration 10] [--threads 4] [--load auto|wrk|python]``
+or ``python3 bench/http.py --shapes [--only NAME,...]`` (what one request body costs, below).
 
 Serves a copy of ``fixtures/demo`` with ``prosody-store serve`` (waitress,
 ``--threads 4``) on 127.0.0.1 in a subprocess, and loads it from another process
@@ -18,6 +19,14 @@ the Authorization header set by a Lua script), installed with apt-get when it
 is missing and we run as root; otherwise (or with ``--load python``) a Python
 load generator: 2 processes x 4 threads, one keep-alive http.client connection
 per thread, for the same duration.  Every response must be a 200.
+
+``--shapes``: the worst request bodies we know, one fresh server process per
+shape (so that each peak is its own): a warm-up GET, then a PUT of the shape
+(10 MiB, or the largest the value cap accepts) and a GET of it as JSON.  For
+each request: the status, the wall time seen by the client, and the growth of
+the server's peak RSS (``VmHWM`` in ``/proc/PID/status``) over its peak after
+the warm-up; the GET's growth is the peak over both requests.  The first row is
+a trivial body, the reference.  The GET must be JSON the json module reads.
 """
 from __future__ import annotations
 
@@ -183,6 +192,173 @@ def check_once(port: int, auth: str) -> None:
         raise SystemExit(f"warm-up GET {PATH}: {r.status} {body!r}")
 
 
+# -- --shapes ------------------------------------------------------------------
+
+MIB = 1024 * 1024
+MAX_BODY = 10 * MIB  # the server's default --max-body
+
+
+def _repeat(open_: bytes, item: bytes, sep: bytes, close: bytes, *, size: int = MAX_BODY,
+            items: int | None = None) -> bytes:
+    """``open_ item sep item ... close``: ``items`` items, or as many as fit in ``size``."""
+    n = (size - len(open_) - len(close) + len(sep)) // (len(item) + len(sep))
+    if items is not None:
+        n = min(n, items)
+    return open_ + sep.join([item] * n) + close
+
+
+_MIXED = b"a\\127\\195\\169\\\\\\'\\\"\\n\\0"  # Lua escapes of DEL, e-acute, \\ ' " newline NUL
+
+
+def _nested(depth: int, inner: bytes, fmt: str) -> bytes:
+    o, c = (b"[", b"]") if fmt == "json" else (b"{", b"}")
+    return o * depth + inner + c * depth
+
+
+def shapes() -> list[tuple[str, str, bytes]]:
+    """(name, format, body): the reference first, then the worst shapes we found.
+
+    "cap" bodies hold as many items as the value cap accepts (a list of n items
+    is n + 1 values); "10M" ones fill --max-body and are over the cap.
+    """
+    from wsgi_app.limits import DEFAULT_MAX_VALUES as cap
+
+    n = cap - 1
+    deep = cap - 126  # 125 wrapping lists, the list of tables, its tables: 127 deep
+    return [
+        ("reference {\"a\":1}", "json", b'{"a":1}'),
+        ("json [{},...] 10M", "json", _repeat(b"[", b"{}", b",", b"]")),
+        ("json [{},...] cap", "json", _repeat(b"[", b"{}", b",", b"]", items=n)),
+        ("json [[],...] 10M", "json", _repeat(b"[", b"[]", b",", b"]")),
+        ("json [[],...] cap", "json", _repeat(b"[", b"[]", b",", b"]", items=n)),
+        ("json {\"k\":{},...} cap", "json",
+         b"{" + b",".join(b'"k%d":{}' % i for i in range(n)) + b"}"),
+        ("json [\"ab\",...] 10M", "json", _repeat(b"[", b'"ab"', b",", b"]")),
+        ("json [\"ab\",...] cap", "json", _repeat(b"[", b'"ab"', b",", b"]", items=n)),
+        ("json [1,...] cap", "json", _repeat(b"[", b"1", b",", b"]", items=n)),
+        ("json [0.1234567890123,...] cap", "json",
+         _repeat(b"[", b"0.1234567890123", b",", b"]", items=n)),
+        ("json [\"<40 chars>\",...] cap", "json",
+         _repeat(b"[", b'"' + b"x" * 40 + b'"', b",", b"]", items=n)),
+        ("json depth 1000 (refused)", "json", _nested(1000, b"1", "json")),
+        ("json depth 127 + [{},...] cap", "json",
+         _nested(125, _repeat(b"[", b"{}", b",", b"]", items=deep), "json")),
+        ("json one 10M string", "json", b'{"s":"' + b"x" * (MAX_BODY - 8) + b'"}'),
+        ("json 10M of \\u00e9", "json", b'["' + b"\\u00e9" * ((MAX_BODY - 4) // 6) + b'"]'),
+        ("json 10M of \\n", "json", b'["' + b"\\n" * ((MAX_BODY - 4) // 2) + b'"]'),
+        ("json 10M of \\\"\\\\", "json", b'["' + b'\\"\\\\' * ((MAX_BODY - 4) // 4) + b'"]'),
+        # null sends JSON to the full reader (not the json module), escapes and all.
+        ("json 10M of \\u00e9, null", "json",
+         b'["' + b"\\u00e9" * ((MAX_BODY - 12) // 6) + b'",null]'),
+        ("json 10M of \\n, null", "json", b'["' + b"\\n" * ((MAX_BODY - 12) // 2) + b'",null]'),
+        ("json 10M numeral 111...1e", "json", b"[" + b"1" * (MAX_BODY - 3) + b"e]"),
+        ("json 10M numeral 0.000...1", "json", b"[0." + b"0" * (MAX_BODY - 5) + b"1]"),
+        ("lua {{},...} 10M", "lua", _repeat(b"{", b"{}", b",", b"}")),
+        ("lua {{},...} cap", "lua", _repeat(b"{", b"{}", b",", b"}", items=n)),
+        ("lua prosody layout {};... cap", "lua",
+         _repeat(b"return {\n", b"\t{};", b"\n", b"\n};\n", items=n - 1)),  # ";" after "}"
+        ("lua {'ab',...} cap", "lua", _repeat(b"{", b"'ab'", b",", b"}", items=n)),
+        ("lua {0.1234567890123,...} cap", "lua",
+         _repeat(b"{", b"0.1234567890123", b",", b"}", items=n)),
+        ("lua {k1={},...} cap", "lua",
+         b"{" + b",".join(b"k%d={}" % i for i in range(n)) + b"}"),
+        ("lua depth 127 + {{},...} cap", "lua",
+         _nested(125, _repeat(b"{", b"{}", b",", b"}", items=deep), "lua")),
+        ("lua one 10M long string", "lua", b"{[==[" + b"x" * (MAX_BODY - 10) + b"]==]}"),
+        ("lua 10M of \\195\\169", "lua", b'{"' + b"\\195\\169" * ((MAX_BODY - 4) // 8) + b'"}'),
+        ("lua 10M of \\1", "lua", b'{"' + b"\\1" * ((MAX_BODY - 4) // 2) + b'"}'),
+        ("lua 10M of \\x41", "lua", b'{"' + b"\\x41" * ((MAX_BODY - 4) // 4) + b'"}'),
+        # DEL, which Prosody writes as \127: the stored file goes to the full reader on GET.
+        ("lua 10M mixed escapes", "lua",
+         b'{"' + _MIXED * ((MAX_BODY - 4) // len(_MIXED)) + b'"}'),
+        ("lua 10M numeral 111...1a", "lua", b"{" + b"1" * (MAX_BODY - 3) + b"a}"),
+        ("lua 10M numeral 0x111...1", "lua", b"{0x" + b"1" * (MAX_BODY - 4) + b"}"),
+        ("lua 10M of comments, 2 values", "lua",
+         b"{" + _repeat(b"", b"--{,;\n", b"", b"", size=MAX_BODY - 10) + b"1,2}"),
+    ]
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/PID/status")
+
+
+def timed_request(port: int, method: str, path: str, body: bytes | None,
+                  headers: dict[str, str]) -> tuple[int, bytes, float]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        t0 = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, data, time.perf_counter() - t0
+    finally:
+        conn.close()
+
+
+def run_shapes(only: list[str] | None) -> int:
+    auth = basic(*ACCOUNTS["hashed"])
+    content_types = {"json": "application/json", "lua": "text/x-lua"}
+    rows = []
+    chosen = [s for s in shapes() if not only or s[0].startswith("reference")
+              or any(o in s[0] for o in only)]
+    print(f"one fresh `prosody-store serve` per shape on 127.0.0.1; PUT /data/shape, then "
+          f"GET /data/shape (application/json); peak RSS growth over the server's peak "
+          f"after a warm-up GET ({os.cpu_count()} CPUs)")
+    print()
+    print(f"{'shape':<34} {'body':>8} {'PUT':>4} {'time s':>7} {'+peak MB':>9}  "
+          f"{'GET':>4} {'time s':>7} {'+peak MB':>9} {'answer':>8}  JSON")
+    for name, fmt, body in chosen:
+        work = Path(tempfile.mkdtemp(prefix="bench-shapes-"))
+        port = free_port()
+        proc = None
+        try:
+            data = work / "data"
+            shutil.copytree(ROOT / "fixtures" / "demo", data)
+            with open(work / "server.log", "wb") as log:  # the child keeps its own copy
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "prosody_store", "--data-path", str(data), "serve",
+                     "--listen", f"127.0.0.1:{port}"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            wait_for(port, proc)
+            check_once(port, auth)
+            base = peak_rss_kib(proc.pid)
+            status, reply, put_s = timed_request(port, "PUT", "/data/shape", body, {
+                "Authorization": auth, "Content-Type": content_types[fmt]})
+            put_mb = (peak_rss_kib(proc.pid) - base) / 1024
+            row = (f"{name:<34} {len(body) / MIB:>7.2f}M {status:>4} {put_s:>7.2f} {put_mb:>9.1f}  ")
+            if status == 201:
+                gstatus, answer, get_s = timed_request(port, "GET", "/data/shape", None, {
+                    "Authorization": auth, "Accept": "application/json"})
+                get_mb = (peak_rss_kib(proc.pid) - base) / 1024
+                try:
+                    json.loads(answer)
+                    valid = "valid"
+                except ValueError:
+                    valid = "INVALID"
+                row += (f"{gstatus:>4} {get_s:>7.2f} {get_mb:>9.1f} {len(answer) / MIB:>7.2f}M  "
+                        f"{valid}")
+                rows.append(valid == "valid" and gstatus == 200)
+            else:
+                row += f"{'-':>4} {'':>7} {'':>9} {'':>8}  ({reply.decode(errors='replace').strip()})"
+            print(row, flush=True)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(rows) else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
@@ -190,7 +366,13 @@ def main() -> int:
     parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto",
                         help="load generator (auto: wrk if available or installable)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    parser.add_argument("--shapes", action="store_true",
+                        help="instead: what the worst request bodies cost (time, peak RSS)")
+    parser.add_argument("--only", metavar="NAME,...",
+                        help="with --shapes: only the shapes whose name contains one of these")
     args = parser.parse_args()
+    if args.shapes:
+        return run_shapes(args.only.split(",") if args.only else None)
 
     wrk = None if args.load == "python" else find_wrk(install=not args.no_install)
     if args.load == "wrk" and wrk is None:
