@@ -164,6 +164,18 @@ def run_python(port: int, auth: str, duration: float) -> dict:
             "tool": "python http.client, 2 processes x 4 keep-alive connections"}
 
 
+def stop(proc: subprocess.Popen | None) -> None:
+    """End a server subprocess (terminate, then kill after 10 s)."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def wait_for(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -348,13 +360,7 @@ def run_shapes(only: list[str] | None) -> int:
                 row += f"{'-':>4} {'':>7} {'':>9} {'':>8}  ({reply.decode(errors='replace').strip()})"
             print(row, flush=True)
         finally:
-            if proc is not None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop(proc)
             shutil.rmtree(work, ignore_errors=True)
     return 0 if all(rows) else 1
 
@@ -427,13 +433,7 @@ def main() -> int:
               "   baseline: a WSGI app that does nothing, same waitress and load")
         return 0 if all(ok for *_, ok in rows) else 1
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -155,6 +155,16 @@ def test_hundreds_of_slow_and_idle_clients_do_not_stop_others(data):
         print(f"GET times with {TRICKLERS} trickling + {IDLERS} idle connections: {times} s")
 
 
+def wait_until_closed(crowd: Crowd, seconds: float) -> None:
+    """Wait (at most ``seconds``) until the server has closed every client of ``crowd``."""
+    try:
+        end = time.monotonic() + seconds
+        while crowd.open_count() and time.monotonic() < end:
+            time.sleep(0.1)
+    finally:
+        crowd.stop()
+
+
 @pytest.mark.parametrize("first, line", [
     (HEADER_LINE, b"X-Trickle: x\r\n"),                   # headers, a line at a time
     (b"\r\n", b"\r\n"),                                    # blank lines (empty requests)
@@ -166,12 +176,7 @@ def test_request_not_received_within_deadline_is_disconnected(data, first, line)
     disconnected (within the maintenance interval), although it is never idle."""
     with LiveServer(data, "--request-timeout", "2", "--idle-timeout", "60") as server:
         crowd = Crowd(server.port, 3, first=first, line=line, interval=0.25, duration=20)
-        try:
-            end = time.monotonic() + 20
-            while crowd.open_count() and time.monotonic() < end:
-                time.sleep(0.1)
-        finally:
-            crowd.stop()
+        wait_until_closed(crowd, 20)
         assert crowd.open_count() == 0, "trickling clients still connected after 20 s"
         assert all(1.5 <= c < 8 for c in crowd.closed_after), crowd.closed_after
         # The server still serves.
@@ -249,11 +254,6 @@ def test_idle_connection_is_closed_after_idle_timeout(data):
     """A connection that sends nothing is closed after --idle-timeout."""
     with LiveServer(data, "--idle-timeout", "2") as server:
         crowd = Crowd(server.port, 3, first=b"", line=None, interval=0.25, duration=20)
-        try:
-            end = time.monotonic() + 20
-            while crowd.open_count() and time.monotonic() < end:
-                time.sleep(0.1)
-        finally:
-            crowd.stop()
+        wait_until_closed(crowd, 20)
         assert crowd.open_count() == 0, "idle clients still connected after 20 s"
         assert all(1.5 <= c < 8 for c in crowd.closed_after), crowd.closed_after
