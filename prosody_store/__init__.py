@@ -7,6 +7,7 @@ JSON conventions), :mod:`prosody_store.stanza` (stored stanzas as XML),
 :mod:`prosody_store.accounts` (password checks), :mod:`prosody_store.jid`.
 """
 from prosody_store.datamanager import CorruptFileError, DataManager
+from prosody_store.errors import Error
 from prosody_store.paths import InvalidNameError, NameTooLongError, StoreError
 from prosody_store.serialization import (
     FALSE_KEY,
@@ -26,6 +27,7 @@ __all__ = [
     "BooleanKey",
     "CorruptFileError",
     "DataManager",
+    "Error",
     "InvalidNameError",
     "LuaSyntaxError",
     "NameTooLongError",

@@ -46,12 +46,26 @@ from operator import not_
 from typing import Any, Callable
 
 from prosody_store._lua_table import TableBuilder
+from prosody_store.numbers import INT_MAX, INT_MIN
 
 MARK = "\x7f"
 _MARK_BYTE = b"\x7f"
 
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 63) - 1
+MAX_DEPTH = 128
+"""The deepest nesting of tables this module accepts; deeper input is declined.
+
+Prosody's serializer writes at most 127 levels, and 128 levels of JSON are
+far below any Python recursion limit that the C decoder would hit.  Callers
+must use the fast path only when their own depth limit is at least this.
+"""
+
+# Skeleton of the tables of the text.  Braces, line ends and quotes are kept
+# (_NOT_LAYOUT deletes the rest); there an opening brace right before a line
+# end and a closing brace right after one are structural, as a string ends
+# with a quote before its line does.  Then only those braces are kept.
+_OPEN, _CLOSE = b"\x01", b"\x02"
+_NOT_LAYOUT = bytes(c for c in range(256) if c not in b'{}\n"')
+_NOT_SKELETON = bytes(c for c in range(256) if c not in (1, 2))
 
 # A backslash starting either a run of escapes this module decodes (group 1,
 # without its first backslash) or an escape it must refuse (no group): JSON
@@ -258,6 +272,31 @@ def _join(parts: list[bytes]) -> bytes:
     return out.getvalue()
 
 
+def _nests_within(s: bytes, limit: int) -> bool:
+    """True when the tables of ``s`` (tabs removed) nest at most ``limit`` deep.
+
+    Only called on text the JSON reader would accept as Prosody's layout:
+    there every non-empty table opens with ``{`` and a line end (a space
+    before the line end is declined by the caller) and closes with a line
+    start and ``}``, or else leaves an opening brace unmatched in the
+    skeleton, which declines.  An empty table ``{}`` adds at most one level,
+    hence ``limit - 1`` rounds of removing innermost pairs.
+    """
+    if s.count(b"{") <= limit:
+        return True  # every table has an opening brace
+    layout = s.translate(None, _NOT_LAYOUT)
+    skeleton = (layout.replace(b"{\n", _OPEN + b"\n").replace(b"\n}", b"\n" + _CLOSE)
+                .translate(None, _NOT_SKELETON))
+    for _ in range(limit - 1):
+        if not skeleton:
+            return True
+        shorter = skeleton.replace(_OPEN + _CLOSE, b"")
+        if len(shorter) == len(skeleton):
+            return False  # unbalanced: a table closed some other way
+        skeleton = shorter
+    return not skeleton
+
+
 def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     """Translate Prosody-formatted Lua text to ASCII JSON text, or None.
 
@@ -276,7 +315,9 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     if not _only_indentation_tabs(s):
         return None  # a raw tab elsewhere, which deleting would lose
     s = s.replace(b"\t", b"")
-    if _OPEN_THEN_FIELD.search(s):
+    if _OPEN_THEN_FIELD.search(s) or b" \n" in s:
+        return None  # see _nests_within for the line ending in a space
+    if not _nests_within(s, MAX_DEPTH):
         return None
     if items:
         s = s.replace(b");\nitem(", b",\r      ")
@@ -353,7 +394,7 @@ def _parse_int(text: str) -> int | float:
     value = int(text)
     if value == 0 and text[0] == "-":
         return -0.0  # as the real reader does for "-0"
-    if _INT_MIN <= value <= _INT_MAX:
+    if INT_MIN <= value <= INT_MAX:
         return value
     return float(text)  # Lua reads integers beyond 64 bits as floats
 

@@ -5,7 +5,8 @@ item whose ``when`` is not newer than ``now - archive_expires_after``
 (``archive:delete(user, {["end"] = os.time() - after})`` keeps
 ``item.when > end``) and rewrites the list with ``list_store``.
 
-:func:`expire_list` does the same to one list without holding it in memory:
+:func:`expire_list` does the same to one list without holding it in memory,
+with :meth:`DataManager.list_filter <prosody_store.datamanager.DataManager.list_filter>`:
 under the store directory's lock it reads the items (streamed, with their
 byte offsets), then, if any is to go, writes the bytes of the kept items
 unchanged into a temporary file and renames it over the list, with a fresh
@@ -14,16 +15,11 @@ them).  A list from which everything goes is removed, as ``list_store`` does.
 """
 from __future__ import annotations
 
-import os
 import re
-from array import array
 from dataclasses import dataclass
-from typing import Iterator
 
-from prosody_store import lidx
-from prosody_store.datamanager import CorruptFileError, DataManager
+from prosody_store.datamanager import DataManager
 from prosody_store.paths import Name
-from prosody_store.serialization import LuaSyntaxError, iter_list_with_offsets
 
 __all__ = ["DAY", "ExpireResult", "expire_list", "parse_duration"]
 
@@ -75,54 +71,8 @@ def _is_expired(item, cutoff: float) -> bool:
 def expire_list(dm: DataManager, user: Name | None, host: Name | None, store: Name,
                 cutoff: float, dry_run: bool = False) -> ExpireResult | None:
     """Drop the items of one list whose ``when`` <= ``cutoff``; None if there is no list."""
-    path = dm.getpath(user, host, store, "list")
-    directory = os.path.dirname(path)
-    with dm._write_lock(directory, create=False) as exists:
-        if not exists:
-            return None
-        source = dm._existing(user, host, store, "list")
-        if source is None:
-            return None
-        try:
-            f = open(source, "rb")
-        except FileNotFoundError:
-            return None
-        with f:
-            result = ExpireResult(source)
-            runs: list[tuple[int, int]] = []  # byte ranges of the kept items
-            offsets = array("Q" if lidx.ENTRY_SIZE == 8 else "I")
-            start = size = 0
-            try:
-                for end, item in iter_list_with_offsets(f):
-                    if _is_expired(item, cutoff):
-                        result.dropped += 1
-                    else:
-                        result.kept += 1
-                        size += end - start
-                        offsets.append(size)
-                        if runs and runs[-1][1] == start:
-                            runs[-1] = (runs[-1][0], end)
-                        else:
-                            runs.append((start, end))
-                    start = end
-            except LuaSyntaxError as err:
-                raise CorruptFileError(err, source) from None
-            if dry_run or not result.dropped:
-                return result
-            if not result.kept:
-                dm._list_replace(user, host, store, path, [], None)
-                return result
-            fd = f.fileno()
-
-            def chunks() -> Iterator[bytes]:
-                for lo, hi in runs:
-                    pos = lo
-                    while pos < hi:
-                        chunk = os.pread(fd, min(1 << 20, hi - pos), pos)
-                        if not chunk:
-                            raise OSError(f"{source}: file shrank while expiring")
-                        pos += len(chunk)
-                        yield chunk
-
-            dm._list_replace(user, host, store, path, chunks(), offsets)
-    return result
+    res = dm.list_filter(user, host, store, lambda item: not _is_expired(item, cutoff),
+                         dry_run=dry_run)
+    if res is None:
+        return None
+    return ExpireResult(res.path, dropped=res.dropped, kept=res.kept)

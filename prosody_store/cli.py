@@ -15,9 +15,8 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from prosody_store.config import ConfigError, read_config
-
-DEFAULT_DATA_PATH = "/var/lib/prosody"
+from prosody_store.config import DEFAULT_DATA_PATH, ConfigError, read_config
+from prosody_store.errors import Error
 
 EPILOG = """\
 examples:
@@ -39,7 +38,7 @@ Exit status: 0 success, 1 the job found a problem, 2 usage error.
 """
 
 
-class CommandError(Exception):
+class CommandError(Error):
     """A problem to report on one line; ``status`` is the exit code."""
 
     def __init__(self, message: str, status: int = 1) -> None:

@@ -12,9 +12,8 @@ import time
 from typing import IO, Any, Iterator
 
 from prosody_store import json as pjson
-from prosody_store import lidx
 from prosody_store.archive import expire_list, parse_duration
-from prosody_store.datamanager import CorruptFileError, DataManager, _atomic_write
+from prosody_store.datamanager import CorruptFileError, DataManager
 from prosody_store.export import (
     RecordError,
     StoreFile,
@@ -27,7 +26,7 @@ from prosody_store.export import (
     store_names,
     to_json,
 )
-from prosody_store.paths import GLOBAL_HOST, Name, StoreError, host_component, name_bytes
+from prosody_store.paths import GLOBAL_HOST, Name, StoreError, name_bytes
 from prosody_store.serialization import LuaSyntaxError, dumps, loads
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -226,7 +225,7 @@ def cmd_hosts(args) -> int:
 def cmd_users(args) -> int:
     dm = _dm(args, write_index=False)
     host = parse_host(args.host)
-    if not os.path.isdir(os.path.join(dm.data_path, host_component(host))):
+    if not os.path.isdir(dm.host_directory(host)):
         raise fail(f"no data for host {args.host!r}")
     stores = [cli_name(args.store)] if args.store else store_names(dm, host)
     types = [args.type] if args.type else ["keyval", "list"]
@@ -460,29 +459,8 @@ def cmd_reindex(args) -> int:
     rebuilt = 0
     for f in files:
         bar.update()
-        path = dm.getpath(f.user, f.host, f.store, "list")
-        directory = os.path.dirname(path)
-        with dm._write_lock(directory, create=False) as exists:
-            source = dm._existing(f.user, f.host, f.store, "list") if exists else None
-            if source is None:
-                continue
-            try:
-                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                data = lidx.encode_index(lidx.build_offsets(fd))
-            finally:
-                os.close(fd)
-            index = source[:-len("list")] + "lidx"
-            try:
-                with open(index, "rb") as old:
-                    same = old.read() == data
-            except FileNotFoundError:
-                same = False
-            if not same:
-                _atomic_write(index, (data,), durable=False)
-                rebuilt += 1
+        if dm.list_reindex(f.user, f.host, f.store):
+            rebuilt += 1
     bar.close()
     if args.json:
         print_json({"lists": len(files), "rebuilt": rebuilt})

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from prosody_store.errors import Error
 from prosody_store.serialization import LuaSyntaxError, read_value, skip_space
 
 DEFAULT_DATA_PATH = "/var/lib/prosody"
@@ -32,7 +33,7 @@ _NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _SECTION_KEYWORDS = {b"VirtualHost", b"Host", b"Component"}
 
 
-class ConfigError(ValueError):
+class ConfigError(Error, ValueError):
     """The config file cannot be read at all (missing, or an Include loop)."""
 
 

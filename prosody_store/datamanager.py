@@ -9,7 +9,8 @@ Prosody 13's ``.lidx`` list indexes.
 
 On disk
 -------
-* Whole-file writes (``store``, ``list_store``, ``list_shift``) are atomic and,
+* Whole-file writes (``store``, ``list_store``, ``list_store_stream``,
+  ``list_store_chunks``, ``list_shift``, ``list_filter``) are atomic and,
   with ``durable=True`` (the default), durable: the data goes to a temporary
   file in the same directory, is fsync'ed, renamed over the target, and the
   directory is fsync'ed.  The temporary name is unique
@@ -61,6 +62,18 @@ and a :class:`~prosody_store.serialization.LuaSyntaxError`) naming the file,
 line and column.  :meth:`DataManager.list_recover` reads what can be read
 from a damaged list and reports the damaged byte ranges.
 
+For services
+------------
+Tools built on the store use only public names: :meth:`DataManager.lock`
+for their own read-modify-write, :meth:`~DataManager.list_store_stream` and
+:meth:`~DataManager.list_store_chunks` to replace a list without holding it
+in memory, :meth:`~DataManager.list_filter` to drop items while copying the
+kept bytes unchanged, :meth:`~DataManager.list_reindex`,
+:meth:`~DataManager.exists` / :meth:`~DataManager.file_size` /
+:meth:`~DataManager.existing_path`, and :meth:`~DataManager.hosts`,
+:meth:`~DataManager.store_names` and :meth:`~DataManager.iter_files` to walk
+a data directory.  :func:`prosody_store.lidx.index_path` names a list's index.
+
 Views
 -----
 ``dm.keyval(host, store)`` is a ``MutableMapping`` of user -> value;
@@ -81,10 +94,11 @@ import weakref
 from array import array
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, overload
+from typing import Any, Callable, ContextManager, Iterable, Iterator, overload
 
 from prosody_store import lidx
 from prosody_store.paths import (
+    GLOBAL_HOST,
     InvalidNameError,
     Name,
     NameTooLongError,
@@ -93,6 +107,7 @@ from prosody_store.paths import (
     find_entry,
     host_component,
     legacy_store_name,
+    name_bytes,
     store_component,
     user_component,
 )
@@ -111,11 +126,14 @@ __all__ = [
     "DataManager",
     "InvalidNameError",
     "KeyvalView",
+    "ListFilterResult",
     "ListRecovery",
     "ListView",
     "ListsView",
     "NameTooLongError",
     "StoreError",
+    "StoreFile",
+    "name_sort_key",
 ]
 
 TEMP_PREFIX = ".prosody_store."
@@ -181,6 +199,34 @@ class ListRecovery:
         return not self.damaged
 
 
+@dataclass
+class ListFilterResult:
+    """What :meth:`DataManager.list_filter` kept and dropped of a list."""
+
+    path: str  # the list file that was read
+    kept: int = 0
+    dropped: int = 0
+
+
+@dataclass(frozen=True)
+class StoreFile:
+    """One ``.dat`` or ``.list`` of a data directory (see :meth:`DataManager.iter_files`)."""
+
+    host: Name | None
+    store: Name
+    user: Name | None
+    type: str  # "keyval" or "list"
+
+    @property
+    def ext(self) -> str:
+        return "dat" if self.type == "keyval" else "list"
+
+
+def name_sort_key(name: Name | None) -> tuple:
+    """Sort key of host, store and user names: None first, then by the name's bytes."""
+    return (0, b"") if name is None else (1, name_bytes(name))
+
+
 # ---------------------------------------------------------------------------
 # Files
 
@@ -220,8 +266,13 @@ def _adopt_attributes(fd: int, target: str | None, directory: str) -> None:
             os.fchown(fd, st.st_uid, st.st_gid)
 
 
-def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
-    """Write a whole file: unique temp file, (fsync), rename, (fsync the directory)."""
+def _write_temp(path: str, chunks: Iterable[bytes], durable: bool) -> str:
+    """Write ``chunks`` to a new, uniquely named temporary file beside ``path``.
+
+    The file gets the attributes of ``path`` (see :func:`_adopt_attributes`)
+    and, if ``durable``, is fsync'ed.  Returns its path; on any error it is
+    removed and the error raised.
+    """
     directory = os.path.dirname(path)
     tmp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
@@ -234,13 +285,68 @@ def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return tmp
+
+
+def _discard(tmp: str) -> None:
+    """Remove a temporary file after a failure, ignoring errors."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
+    """Write a whole file: unique temp file, (fsync), rename, (fsync the directory)."""
+    tmp = _write_temp(path, chunks, durable)
+    try:
         os.rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _discard(tmp)
         raise
     if durable:
-        _fsync_dir(directory)
+        _fsync_dir(os.path.dirname(path))
+
+
+def _copy_ranges(fd: int, ranges: Iterable[tuple[int, int]], path: str) -> Iterator[bytes]:
+    """The bytes ``[start, end)`` of each range of an open file, in blocks (``pread``)."""
+    for start, end in ranges:
+        pos = start
+        while pos < end:
+            chunk = os.pread(fd, min(_COPY_CHUNK, end - pos), pos)
+            if not chunk:
+                raise StoreError(f"{path}: file shrank while being copied")
+            pos += len(chunk)
+            yield chunk
+
+
+_END = object()
+
+
+def _item_chunks(first: Any, rest: Iterator[Any], offsets: array) -> Iterator[bytes]:
+    """Serialised items in pieces of about 64 KiB, appending each item's end offset."""
+    pos = 0
+    batch: list[bytes] = []
+    size = 0
+    for item in _chain(first, rest):
+        if item is None:
+            raise ValueError("a list item cannot be None (Lua lists cannot hold nil)")
+        line = dump_item(item)
+        pos += len(line)
+        offsets.append(pos)
+        batch.append(line)
+        size += len(line)
+        if size >= 1 << 16:
+            yield b"".join(batch)
+            batch, size = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
 
 
 def _remove(path: str | None) -> bool:
@@ -385,6 +491,10 @@ class ListView(Sequence):
         return self._fd
 
     # -- reading -----------------------------------------------------------------
+
+    def stat(self) -> os.stat_result:
+        """``os.stat`` of the open file: the list as it was when the view was opened."""
+        return os.fstat(self._check_open())
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -536,6 +646,10 @@ class DataManager:
             self._make_dirs(directory)
         return os.path.join(directory, name)
 
+    def host_directory(self, host: Name | None) -> str:
+        """The directory of ``host``'s data (``_global`` for None); it may not exist."""
+        return self._host_dir(host)
+
     def store_directory(self, host: Name | None, store: Name) -> str:
         """The directory that holds the users' files of ``store`` on ``host``."""
         return os.path.join(self._host_dir(host), store_component(store))
@@ -591,6 +705,46 @@ class DataManager:
                 raise
         else:
             lock.__exit__(None, None, None)
+
+    def lock(self, user: Name | None, host: Name | None, store: Name, *,
+             create: bool = False) -> ContextManager[bool]:
+        """Hold the write lock of ``user``'s files in ``store``, for a read-modify-write.
+
+        This is the lock every write of this library takes: an exclusive
+        ``flock`` on the directory that holds the files (see *Locking* in the
+        module documentation).  It is reentrant within a thread, so the
+        methods of this class can be called inside.  The context value is
+        True, or False when the directory does not exist and ``create`` is
+        False: then nothing is locked, and there is no data to read.
+        """
+        directory, _name = self._dir_and_name(user, host, store, "dat")
+        return self._write_lock(directory, create)
+
+    def existing_path(self, user: Name | None, host: Name | None, store: Name,
+                      ext: str = "dat") -> str | None:
+        """The path of the file that holds the data, or None if there is none.
+
+        The current store-name spelling if that file exists, else the 0.9/0.10
+        spelling (which :meth:`getpath` never returns).  ``ext`` is "dat",
+        "list" or "lidx".
+        """
+        return self._existing(user, host, store, ext)
+
+    def exists(self, user: Name | None, host: Name | None, store: Name,
+               ext: str = "dat") -> bool:
+        """Whether there is a ``.<ext>`` file for ``user`` in ``store`` (either spelling)."""
+        return self._existing(user, host, store, ext) is not None
+
+    def file_size(self, user: Name | None, host: Name | None, store: Name,
+                  ext: str = "dat") -> int | None:
+        """The size in bytes of the file :meth:`existing_path` names; None if there is none."""
+        path = self._existing(user, host, store, ext)
+        if path is None:
+            return None
+        try:
+            return os.stat(path).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     # -- keyval --------------------------------------------------------------------
 
@@ -671,7 +825,7 @@ class DataManager:
         with self._write_lock(directory, create=True):
             self._adopt_legacy_list(user, host, store, path)
             start, end = self._append(path, line)
-            self._index_append(path[:-len("list")] + "lidx", start, end)
+            self._index_append(lidx.index_path(path), start, end)
         return True
 
     def _adopt_legacy_list(self, user, host, store, path: str) -> None:
@@ -686,7 +840,7 @@ class DataManager:
             return
         _atomic_write(path, (data,), self.durable)
         _remove(legacy)
-        _remove(legacy[:-len("list")] + "lidx")
+        _remove(lidx.index_path(legacy))
 
     def _append(self, path: str, line: bytes) -> tuple[int, int]:
         """One ``write`` of ``line`` at the end of ``path``; returns its (start, end) offsets."""
@@ -753,26 +907,77 @@ class DataManager:
                 self._list_replace(user, host, store, path, lines, None)
         return True
 
-    def _list_replace(self, user, host, store, path: str, chunks: Iterable[bytes] | list,
-                      offsets: array | None) -> None:
-        """Replace a list (under the lock).  Empty ``chunks`` removes it.
+    def list_store_chunks(self, user: Name | None, host: Name | None, store: Name,
+                          chunks: Iterable[bytes], offsets: Sequence[int] | None = None) -> None:
+        """Replace a list with already serialised items, streamed into a temporary file.
 
-        The old ``.lidx`` is removed before the list is renamed into place, so
-        no crash can pair the new list with the old index.  With ``offsets``,
-        a new index is written afterwards.
+        ``chunks`` are the bytes of the new ``.list`` (``item(...);\\n`` lines,
+        as :func:`~prosody_store.serialization.dump_item` makes them), in
+        pieces of any size.  ``offsets`` are the items' end offsets, read only
+        after ``chunks`` is exhausted (a generator may fill it as it goes);
+        with them a fresh ``.lidx`` is written, without them the old one is
+        just removed.  Under the store's lock, the file is written, fsync'ed,
+        renamed over the list and the directory fsync'ed; if ``chunks``
+        raises, the old list and index are left as they were.  No bytes at
+        all removes the list.  The bytes are not checked: they must be valid
+        list items, and ``offsets`` must match them.
         """
-        index_path = path[:-len("list")] + "lidx"
+        path = self.getpath(user, host, store, "list")
+        with self._write_lock(os.path.dirname(path), create=True):
+            self._list_replace(user, host, store, path, chunks, offsets)
+
+    def list_store_stream(self, user: Name | None, host: Name | None, store: Name,
+                          items: Iterable[Any]) -> int:
+        """Replace a list with ``items``, serialised one by one into a temporary file.
+
+        As :meth:`list_store` (an item that cannot be serialised raises and
+        changes nothing; no items removes the list), but ``items`` may be any
+        iterable, never held in memory, and the fresh ``.lidx`` is written.
+        Returns the number of items.
+        """
+        it = iter(items)
+        first = next(it, _END)
+        if first is _END:
+            self.list_store(user, host, store, [])
+            return 0
+        offsets = lidx.new_offsets()
+        self.list_store_chunks(user, host, store, _item_chunks(first, it, offsets), offsets)
+        return len(offsets)
+
+    def _list_replace(self, user, host, store, path: str, chunks: Iterable[bytes] | list,
+                      offsets: Sequence[int] | None) -> None:
+        """Replace a list (under the lock).  Empty ``chunks`` (or no bytes) removes it.
+
+        The old list and its ``.lidx`` stay untouched until every chunk is
+        written, so a chunk iterator that fails half-way changes nothing.
+        Then the old ``.lidx`` is removed before the list is renamed into
+        place, so no crash can pair the new list with the old index.  With
+        ``offsets`` (read only after ``chunks`` is exhausted), a new index is
+        written afterwards.
+        """
+        index_path = lidx.index_path(path)
         legacy = self._legacy_path(user, host, store, "list")
-        _remove(index_path)
-        if isinstance(chunks, list) and not chunks:
-            _remove(path)
-        else:
-            _atomic_write(path, chunks, self.durable)
-            if offsets is not None and self.write_index:
-                _atomic_write(index_path, (lidx.encode_index(offsets),), durable=False)
+        tmp = None
+        if not (isinstance(chunks, list) and not chunks):
+            tmp = _write_temp(path, chunks, self.durable)
+            if os.stat(tmp).st_size == 0:
+                os.unlink(tmp)
+                tmp = None
+        try:
+            _remove(index_path)
+            if tmp is None:
+                _remove(path)
+            else:
+                os.rename(tmp, path)
+        except BaseException:
+            if tmp is not None:
+                _discard(tmp)
+            raise
+        if tmp is not None and offsets is not None and self.write_index:
+            _atomic_write(index_path, (lidx.encode_index(offsets),), durable=False)
         if legacy:
             _remove(legacy)
-            _remove(legacy[:-len("list")] + "lidx")
+            _remove(lidx.index_path(legacy))
         if self.durable:
             _fsync_dir(os.path.dirname(path))
 
@@ -805,27 +1010,96 @@ class DataManager:
                     self._list_replace(user, host, store, path, [], None)
                     return True
                 cut = offsets[trim_to - 2]
-                size = offsets[-1]
                 kept = array(offsets.typecode, (o - cut for o in offsets[trim_to - 1:]))
-
-                def tail() -> Iterator[bytes]:
-                    pos = cut
-                    while pos < size:
-                        chunk = os.pread(fd, min(_COPY_CHUNK, size - pos), pos)
-                        if not chunk:
-                            raise StoreError(f"{source}: file shrank while shifting")
-                        pos += len(chunk)
-                        yield chunk
-
-                self._list_replace(user, host, store, path, tail(), kept)
+                tail = _copy_ranges(fd, [(cut, offsets[-1])], source)
+                self._list_replace(user, host, store, path, tail, kept)
             finally:
                 os.close(fd)
         return True
 
+    def list_filter(self, user: Name | None, host: Name | None, store: Name,
+                    keep: Callable[[Any], bool], *, dry_run: bool = False,
+                    ) -> ListFilterResult | None:
+        """Rewrite a list with only the items for which ``keep(item)`` is true.
+
+        Under the store's lock, the items are read one by one with their byte
+        offsets; if any is dropped (and not ``dry_run``), the bytes of the kept
+        items are copied unchanged into a temporary file that replaces the
+        list, with a fresh ``.lidx`` (a list that keeps nothing is removed).
+        The list is never held in memory.  None if there is no list; raises
+        :class:`CorruptFileError` (changing nothing) on a damaged list.
+        """
+        path = self.getpath(user, host, store, "list")
+        with self._write_lock(os.path.dirname(path), create=False) as exists:
+            source = self._existing(user, host, store, "list") if exists else None
+            if source is None:
+                return None
+            try:
+                f = open(source, "rb")
+            except FileNotFoundError:
+                return None
+            with f:
+                result = ListFilterResult(source)
+                ranges, offsets = self._kept_ranges(f, source, keep, result)
+                if dry_run or not result.dropped:
+                    return result
+                chunks = _copy_ranges(f.fileno(), ranges, source) if result.kept else []
+                self._list_replace(user, host, store, path, chunks, offsets)
+        return result
+
+    @staticmethod
+    def _kept_ranges(f, source: str, keep: Callable[[Any], bool],
+                     result: ListFilterResult) -> tuple[list[tuple[int, int]], array]:
+        """Byte ranges of the kept items (adjacent ones merged) and their new end offsets."""
+        ranges: list[tuple[int, int]] = []
+        offsets = lidx.new_offsets()
+        start = size = 0
+        try:
+            for end, item in iter_list_with_offsets(f):
+                if not keep(item):
+                    result.dropped += 1
+                else:
+                    result.kept += 1
+                    size += end - start
+                    offsets.append(size)
+                    if ranges and ranges[-1][1] == start:
+                        ranges[-1] = (ranges[-1][0], end)
+                    else:
+                        ranges.append((start, end))
+                start = end
+        except LuaSyntaxError as err:
+            raise CorruptFileError(err, source) from None
+        return ranges, offsets
+
+    def list_reindex(self, user: Name | None, host: Name | None, store: Name) -> bool | None:
+        """Rebuild a list's ``.lidx`` from the list, under the store's lock.
+
+        Returns True if the index was written, False if it was already right,
+        None if there is no list.  Writes even with ``write_index=False``:
+        asking for it is the point.
+        """
+        with self.lock(user, host, store) as exists:
+            source = self._existing(user, host, store, "list") if exists else None
+            if source is None:
+                return None
+            try:
+                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                return None
+            try:
+                data = lidx.encode_index(lidx.build_offsets(fd))
+            finally:
+                os.close(fd)
+            index = lidx.index_path(source)
+            if _read(index) == data:
+                return False
+            _atomic_write(index, (data,), durable=False)
+            return True
+
     def _offsets(self, fd: int, path: str, write: bool) -> array:
         """The item end offsets of an open list: its ``.lidx`` if valid, else rebuilt."""
         # Not strict: O(1) checks here, each item's boundaries are checked on reading.
-        offsets = lidx.read_index(path[:-len("list")] + "lidx", os.fstat(fd).st_size, strict=False)
+        offsets = lidx.read_index(lidx.index_path(path), os.fstat(fd).st_size, strict=False)
         if offsets is not None:
             return offsets
         return self._rebuild_index(fd, path, write)
@@ -843,7 +1117,7 @@ class DataManager:
                 with _dir_lock(os.path.dirname(path)):
                     now = os.stat(path)
                     if (now.st_ino, now.st_dev, now.st_size) == (st.st_ino, st.st_dev, st.st_size):
-                        _atomic_write(path[:-len("list")] + "lidx",
+                        _atomic_write(lidx.index_path(path),
                                       (lidx.encode_index(offsets),), durable=False)
         return offsets
 
@@ -972,6 +1246,58 @@ class DataManager:
                 seen.add(name)
                 yield name
 
+    def hosts(self) -> list[Name | None]:
+        """The hosts of the data directory (None for ``_global``), sorted by :func:`name_sort_key`.
+
+        A data directory that does not exist has no hosts.
+        """
+        try:
+            entries = os.listdir(os.fsencode(self.data_path))
+        except FileNotFoundError:
+            return []
+        hosts = []
+        for entry in entries:
+            if entry.startswith(b".") or not os.path.isdir(
+                    os.path.join(os.fsencode(self.data_path), entry)):
+                continue
+            hosts.append(None if entry == GLOBAL_HOST.encode() else decode(entry))
+        return sorted(hosts, key=name_sort_key)
+
+    def store_names(self, host: Name | None) -> list[Name]:
+        """Every store of a host, with or without users, of either type, sorted."""
+        names = set(self.stores(True, host))
+        names.update(self.stores(None, host, "keyval"))
+        names.update(self.stores(None, host, "list"))
+        return sorted(names, key=name_sort_key)
+
+    def iter_files(self, hosts: Iterable[Name | None] | None = None,
+                   stores: Iterable[Name] | None = None) -> Iterator[StoreFile]:
+        """Every ``.dat`` and ``.list`` of the data directory, optionally of some hosts and stores.
+
+        Order: host, store, user (each by :func:`name_sort_key`, so the file
+        without user comes first), keyval before list.  Stores are matched by
+        their bytes; temporary files and ``.lidx`` files are not listed.
+        """
+        wanted = None if stores is None else {name_bytes(s) for s in stores}
+        host_list = self.hosts() if hosts is None else sorted(set(hosts), key=name_sort_key)
+        for host in host_list:
+            userless = {typ: set(self.stores(None, host, typ)) for typ in ("keyval", "list")}
+            for store in self.store_names(host):
+                if wanted is None or name_bytes(store) in wanted:
+                    yield from self._store_files(host, store, userless)
+
+    def _store_files(self, host: Name | None, store: Name,
+                     userless: dict[str, set]) -> Iterator[StoreFile]:
+        types: dict = {}
+        for typ in ("keyval", "list"):
+            if store in userless[typ]:
+                types.setdefault(None, []).append(typ)
+            for user in self.users(host, store, typ):
+                types.setdefault(user, []).append(typ)
+        for user in sorted(types, key=name_sort_key):
+            for typ in types[user]:
+                yield StoreFile(host, store, user, typ)
+
     def purge(self, user: Name, host: Name | None) -> bool:
         """Remove every file of ``user`` on ``host`` (all stores, both spellings, indexes too)."""
         if user is None:
@@ -1036,13 +1362,13 @@ class KeyvalView(MutableMapping):
         self.dm.store(user, self.host, self.store, value)
 
     def __delitem__(self, user: Name) -> None:
-        if self.dm._existing(user, self.host, self.store, "dat") is None:
+        if not self.dm.exists(user, self.host, self.store, "dat"):
             raise KeyError(user)
         self.dm.store(user, self.host, self.store, None)
 
     def __contains__(self, user: object) -> bool:
         try:
-            return self.dm._existing(user, self.host, self.store, "dat") is not None
+            return self.dm.exists(user, self.host, self.store, "dat")
         except (StoreError, TypeError):
             return False
 
@@ -1084,7 +1410,7 @@ class ListsView(MutableMapping):
 
     def __contains__(self, user: object) -> bool:
         try:
-            return self.dm._existing(user, self.host, self.store, "list") is not None
+            return self.dm.exists(user, self.host, self.store, "list")
         except (StoreError, TypeError):
             return False
 

@@ -83,13 +83,12 @@ import json
 import math
 import os
 import re
-from array import array
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from prosody_store import lidx
-from prosody_store.datamanager import DataManager
-from prosody_store.paths import GLOBAL_HOST, Name, decode, name_bytes
+from prosody_store.datamanager import DataManager, StoreFile
+from prosody_store.errors import Error
+from prosody_store.paths import GLOBAL_HOST, Name
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey, dump_dat, dump_item
 
 __all__ = [
@@ -110,7 +109,7 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 _encode_json = _encoder.encode
 
 
-class RecordError(ValueError):
+class RecordError(Error, ValueError):
     """An import line that is not a valid record (carries the line number)."""
 
     def __init__(self, lineno: int, message: str) -> None:
@@ -327,36 +326,9 @@ def decode_name(j: Any, what: str, nullable: bool) -> Name | None:
 # Walking a data directory
 
 
-@dataclass(frozen=True)
-class StoreFile:
-    """One ``.dat`` or ``.list`` of a data directory."""
-
-    host: Name | None
-    store: Name
-    user: Name | None
-    type: str  # "keyval" or "list"
-
-    @property
-    def ext(self) -> str:
-        return "dat" if self.type == "keyval" else "list"
-
-
-def _sort_key(name: Name | None) -> tuple:
-    return (0, b"") if name is None else (1, name_bytes(name))
-
-
 def host_names(data_path: str) -> list[Name | None]:
     """The hosts of a data directory (None for ``_global``), sorted."""
-    out = []
-    try:
-        entries = os.listdir(os.fsencode(data_path))
-    except FileNotFoundError:
-        return []
-    for entry in entries:
-        if entry.startswith(b".") or not os.path.isdir(os.path.join(os.fsencode(data_path), entry)):
-            continue
-        out.append(None if entry == GLOBAL_HOST.encode() else decode(entry))
-    return sorted(out, key=_sort_key)
+    return DataManager(data_path).hosts()
 
 
 def parse_host(text: str) -> Name | None:
@@ -374,32 +346,14 @@ def cli_name(text: str) -> Name:
 
 
 def store_names(dm: DataManager, host: Name | None) -> list[Name]:
-    names = set(dm.stores(True, host))
-    names.update(dm.stores(None, host, "keyval"))
-    names.update(dm.stores(None, host, "list"))
-    return sorted(names, key=_sort_key)
+    """Every store of a host, sorted (:meth:`DataManager.store_names`)."""
+    return dm.store_names(host)
 
 
 def iter_store_files(dm: DataManager, hosts: Iterable[Name | None] | None = None,
                      stores: Iterable[Name] | None = None) -> Iterator[StoreFile]:
-    """Every store file, in export order, optionally only of some hosts and stores."""
-    wanted_stores = None if stores is None else {name_bytes(s) for s in stores}
-    host_list = host_names(dm.data_path) if hosts is None else sorted(
-        set(hosts), key=_sort_key)
-    for host in host_list:
-        userless = {typ: set(dm.stores(None, host, typ)) for typ in ("keyval", "list")}
-        for store in store_names(dm, host):
-            if wanted_stores is not None and name_bytes(store) not in wanted_stores:
-                continue
-            types: dict = {}
-            for typ in ("keyval", "list"):
-                if store in userless[typ]:
-                    types.setdefault(None, []).append(typ)
-                for user in dm.users(host, store, typ):
-                    types.setdefault(user, []).append(typ)
-            for user in sorted(types, key=_sort_key):
-                for typ in types[user]:
-                    yield StoreFile(host, store, user, typ)
+    """Every store file, in export order (:meth:`DataManager.iter_files`)."""
+    return dm.iter_files(hosts, stores)
 
 
 # ---------------------------------------------------------------------------
@@ -692,98 +646,26 @@ def replace_list_stream(dm: DataManager, user: Name | None, host: Name | None, s
                         items: Iterable[Any], dry_run: bool = False) -> int:
     """Replace a list with ``items``, serialised straight into a temporary file.
 
-    Under the store directory's lock, as ``DataManager.list_store``; the list
-    and a fresh ``.lidx`` are renamed into place when all items are written.
-    Returns the number of items (0 removes the list).
+    :meth:`DataManager.list_store_stream`: under the store directory's lock,
+    the list and a fresh ``.lidx`` are renamed into place when all items are
+    written; a bad item leaves the old list untouched.  With ``dry_run`` the
+    items are only serialised.  Returns the number of items (0 removes the list).
     """
-    it = iter(items)
-    offsets = array("Q" if lidx.ENTRY_SIZE == 8 else "I")
-    first = next(it, None)
-    if first is None:
-        if not dry_run:
-            dm.list_store(user, host, store, [])
-        return 0
+    checked = _checked_items(items)
+    if not dry_run:
+        return dm.list_store_stream(user, host, store, checked)
     count = 0
-
-    def chunks() -> Iterator[bytes]:
-        nonlocal count
-        pos = 0
-        batch: list[bytes] = []
-        size = 0
-        for item in _chain(first, it):
-            if item is None or item is False:
-                raise ValueError("a list item cannot be null or false")
-            line = dump_item(item)
-            pos += len(line)
-            offsets.append(pos)
-            count += 1
-            batch.append(line)
-            size += len(line)
-            if size >= 1 << 16:
-                yield b"".join(batch)
-                batch, size = [], 0
-        if batch:
-            yield b"".join(batch)
-
-    if dry_run:
-        for _ in chunks():
-            pass
-        return count
-    _swap_in_list(dm, user, host, store, chunks(), offsets)
+    for item in checked:
+        dump_item(item)
+        count += 1
     return count
 
 
-def _swap_in_list(dm: DataManager, user, host, store, chunks: Iterable[bytes],
-                  offsets: array) -> None:
-    """Write ``chunks`` to a temporary file beside the list, then replace the list.
-
-    Like the library's ``list_store`` (same lock, temporary-file naming,
-    attributes, fsync, ``.lidx`` removed before the rename), except that the
-    old list and its index stay untouched until every chunk has been written,
-    so input that breaks half-way changes nothing.  The library's own replace
-    step removes the index first, and ``list_store`` takes a materialised
-    sequence; a public streaming ``list_store`` would make this unnecessary.
-    """
-    from prosody_store import datamanager as _dmod
-
-    path = dm.getpath(user, host, store, "list")
-    directory = os.path.dirname(path)
-    index = path[:-len("list")] + "lidx"
-    with dm._write_lock(directory, create=True):
-        tmp = os.path.join(directory,
-                           f"{_dmod.TEMP_PREFIX}{os.urandom(8).hex()}{_dmod.TEMP_SUFFIX}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                     0o666)
-        try:
-            try:
-                for chunk in chunks:
-                    _dmod._write_all(fd, chunk)
-                _dmod._adopt_attributes(fd, path, directory)
-                if dm.durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            legacy = dm._legacy_path(user, host, store, "list")
-            _dmod._remove(index)
-            os.rename(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        if dm.write_index:
-            _dmod._atomic_write(index, (lidx.encode_index(offsets),), durable=False)
-        if legacy:
-            _dmod._remove(legacy)
-            _dmod._remove(legacy[:-len("list")] + "lidx")
-        if dm.durable:
-            _dmod._fsync_dir(directory)
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    yield from rest
+def _checked_items(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+        if item is None or item is False:
+            raise ValueError("a list item cannot be null or false")
+        yield item
 
 
 def import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bool) -> None:

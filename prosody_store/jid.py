@@ -41,6 +41,8 @@ import stringprep
 import unicodedata
 from typing import Callable, NamedTuple
 
+from prosody_store.errors import Error
+
 __all__ = [
     "JIDError",
     "nodeprep",
@@ -57,7 +59,7 @@ MAX_BYTES = 1023
 """Longest input, and longest result, in UTF-8 bytes that Prosody accepts."""
 
 
-class JIDError(ValueError):
+class JIDError(Error, ValueError):
     """A string fails a stringprep profile, or a JID is malformed."""
 
 

@@ -81,16 +81,25 @@ what it accepts, with the same results:
 
 Errors are :class:`JSONDecodeError` (a :class:`ValueError`) with the byte
 position, line and column.
+
+Plain JSON is read by the C ``json`` decoder when ``max_depth`` is at least
+:data:`PLAIN_MAX_DEPTH` (128), whatever ``sys.getrecursionlimit()`` is, and
+only if it nests at most that deep (counted with strings cut out); all else by
+the full reader.  Both give the same values
+(``tests/test_json.py::test_fast_path_agrees_on_*``), and the recursion limit
+changes neither results nor the path
+(``tests/test_fast_path_rule.py::test_json_deep_input_same_result_and_path``).
 """
 from __future__ import annotations
 
 import json as _stdlib_json
 import math
 import re
-import sys
 from typing import Any, Iterable, Iterator
 
-from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey
+from prosody_store.errors import Error
+from prosody_store.numbers import INT_MAX, INT_MIN, NAN_TEXT, format_float, tonumber
+from prosody_store.serialization import DEFAULT_MAX_DEPTH, FALSE_KEY, TRUE_KEY, BooleanKey
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -103,24 +112,10 @@ __all__ = [
     "strict_numbers",
 ]
 
-DEFAULT_MAX_DEPTH = 1000
-"""How deeply arrays and objects may nest, in :func:`loads` and :func:`dumps`."""
-
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 63) - 1
+_NAN_TEXT = NAN_TEXT  # the tests compare against it
 
 
-def _platform_nan_text() -> str:
-    """How C's printf writes the NaN that ``0/0`` yields on this machine."""
-    inf = float("inf")
-    default_nan = inf - inf  # computed by the FPU, like Lua's 0/0
-    return "-nan" if math.copysign(1.0, default_nan) < 0 else "nan"
-
-
-_NAN_TEXT = _platform_nan_text()
-
-
-class JSONDecodeError(ValueError):
+class JSONDecodeError(Error, ValueError):
     """Text that ``util.json.decode`` would refuse.
 
     ``pos`` is the byte offset in the (UTF-8) input, ``lineno`` and ``colno``
@@ -147,7 +142,6 @@ _ESCAPES.update({'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n"
                  "\r": "\\r", "\t": "\\t"})
 _NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]')
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_INTEGER_LIKE = re.compile(r"-?[0-9]+")
 _SPECIAL_KEYS = frozenset(["__array", "__hash"])
 
 
@@ -195,20 +189,6 @@ def _member_name(k: str | bytes) -> str:
     return text
 
 
-def _format_float(x: float) -> str:
-    """Lua 5.4's ``tostring`` of a float."""
-    if x != x:
-        return _NAN_TEXT
-    if x == math.inf:
-        return "inf"
-    if x == -math.inf:
-        return "-inf"
-    text = "%.14g" % x
-    if _INTEGER_LIKE.fullmatch(text):
-        text += ".0"
-    return text
-
-
 def _scalar(v: Any) -> str:
     cls = v.__class__
     if cls is str or cls is bytes or cls is bytearray:
@@ -216,11 +196,11 @@ def _scalar(v: Any) -> str:
     if cls is bool:
         return "true" if v else "false"
     if cls is int:
-        if not _INT_MIN <= v <= _INT_MAX:
+        if not INT_MIN <= v <= INT_MAX:
             raise ValueError(f"integer {v} does not fit in 64 bits")
         return str(v)
     if cls is float:
-        return _format_float(v)
+        return format_float(v)
     if cls is _Raw:  # from strict_numbers
         return v
     if v is None:
@@ -232,7 +212,7 @@ def _scalar(v: Any) -> str:
     if isinstance(v, int):
         return _scalar(int(v))
     if isinstance(v, float):
-        return _format_float(float(v))
+        return format_float(float(v))
     if isinstance(v, str):
         return _quote(str(v))
     raise TypeError(f"cannot encode a {cls.__name__} as Prosody JSON")
@@ -248,7 +228,7 @@ def _lua_key(k: Any) -> Any:
     if cls is float:
         if k != k:
             raise ValueError("NaN cannot be a table key")
-        if k.is_integer() and _INT_MIN <= k <= _INT_MAX:
+        if k.is_integer() and INT_MIN <= k <= INT_MAX:
             return int(k)
         return k
     if cls is bytes or cls is bytearray:
@@ -569,8 +549,7 @@ _MISSING = object()
 
 _WS = re.compile(rb"[ \t\r\n]*")
 # Possessive repeats (*+, ++): the engine keeps no backtracking state per
-# escape (680 MB for a 10 MiB string of them) and never retries (a numeral such
-# as 111...1e took quadratic time in _DECIMAL_FLOAT: 6 s for 20 KB).
+# escape (680 MB for a 10 MiB string of them) and never retries.
 _STRING = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.DOTALL)
 _ESCAPE = re.compile(
     rb"\\(?:u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})"
@@ -578,23 +557,6 @@ _ESCAPE = re.compile(
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f",
                    b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _NUMBER_RUN = re.compile(rb"[0-9.eE+\-]+")
-_DECIMAL_INT = re.compile(rb"-?([0-9]+)")
-_DECIMAL_FLOAT = re.compile(rb"-?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+")
-
-
-def _lua_tonumber(text: bytes) -> int | float | None:
-    """What Lua 5.4's ``tonumber`` makes of a decimal numeral (None if nothing)."""
-    m = _DECIMAL_INT.fullmatch(text)
-    if m is not None:
-        digits = m.group(1).lstrip(b"0")
-        if len(digits) <= 19:
-            value = int(text)
-            if _INT_MIN <= value <= _INT_MAX:
-                return value
-        return float(text)
-    if _DECIMAL_FLOAT.fullmatch(text):
-        return float(text)
-    return None
 
 
 # _ESCAPE for the bytes of a string decoded as latin-1 (one character per
@@ -652,7 +614,7 @@ def _read_scalar(doc: bytes, pos: int) -> tuple[Any, int]:
         return _read_string(doc, pos)
     if b in b"0123456789-" and b:
         m = _NUMBER_RUN.match(doc, pos)
-        value = _lua_tonumber(m.group())
+        value = tonumber(m.group())
         if value is None:
             raise JSONDecodeError(f"invalid number {m.group().decode()!r}", doc, pos)
         return value, m.end()
@@ -669,7 +631,7 @@ def _table_key(k: Any, doc: bytes, pos: int) -> Any:
     cls = k.__class__
     if cls is bool:
         return TRUE_KEY if k else FALSE_KEY
-    if cls is float and k.is_integer() and _INT_MIN <= k <= _INT_MAX:
+    if cls is float and k.is_integer() and INT_MIN <= k <= INT_MAX:
         return int(k)
     if k is _NULL or cls is list or cls is dict:
         return _TableKey(doc, pos)
@@ -909,6 +871,12 @@ _DECLINED = object()
 _NOT_PLAIN = (b"__array", b"__hash", b"null")
 _EMPTY_ARRAY = re.compile(rb"\[[ \t\n\r]*\]")  # [] is the empty table, {}
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_BRACKETS = bytes.maketrans(b"[]", b"{}")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+PLAIN_MAX_DEPTH = 128
+"""Plain JSON nested at most this deep goes to the C decoder (when ``max_depth``
+is at least this too); deeper text goes to the full reader."""
 
 
 class _NotPlain(ValueError):
@@ -924,17 +892,37 @@ def _plain_object(pairs: list) -> dict:
 
 def _lua_integer(text: str) -> int | float:
     value = int(text)
-    return value if _INT_MIN <= value <= _INT_MAX else float(text)
+    return value if INT_MIN <= value <= INT_MAX else float(text)
 
 
 def _refuse_constant(name: str) -> float:
     raise _NotPlain(name)  # NaN, Infinity: not JSON util.json reads
 
 
+def _nests_within(doc: bytes, limit: int) -> bool:
+    """True when the arrays and objects of ``doc`` nest at most ``limit`` deep.
+
+    Exact for valid JSON (strings are cut out first, so their brackets do not
+    count); for anything else the C decoder fails and the answer is moot.
+    """
+    if doc.count(b"{") + doc.count(b"[") <= limit:
+        return True  # every array or object has an opening bracket
+    skeleton = _STRING.sub(b"", doc).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not skeleton:
+            return True
+        shorter = skeleton.replace(b"{}", b"")
+        if len(shorter) == len(skeleton):
+            return False  # unbalanced: not JSON
+        skeleton = shorter
+    return not skeleton
+
+
 def _plain_json(doc: bytes, max_depth: int) -> Any:
     """The value of ``doc`` when it is plain JSON, else ``_DECLINED``."""
-    if (max_depth < sys.getrecursionlimit() or any(m in doc for m in _NOT_PLAIN)
-            or _EMPTY_ARRAY.search(doc) or _SURROGATE_ESCAPE.search(doc)):
+    if (max_depth < PLAIN_MAX_DEPTH or any(m in doc for m in _NOT_PLAIN)
+            or _EMPTY_ARRAY.search(doc) or _SURROGATE_ESCAPE.search(doc)
+            or not _nests_within(doc, PLAIN_MAX_DEPTH)):
         return _DECLINED
     try:
         return _stdlib_json.loads(doc.decode("utf-8"), object_pairs_hook=_plain_object,

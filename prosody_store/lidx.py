@@ -29,6 +29,8 @@ __all__ = [
     "build_offsets",
     "encode_index",
     "entry",
+    "index_path",
+    "new_offsets",
     "parse_index",
     "read_index",
     "scan_offsets",
@@ -43,6 +45,18 @@ if sys.byteorder != "little":
 MAGIC_BYTES = struct.pack(_FMT, MAGIC)
 _TYPECODE = "Q" if ENTRY_SIZE == 8 else "I"
 _ITEM_LINE = re.compile(rb"\nitem")
+
+
+def index_path(list_path: str) -> str:
+    """The path of the ``.lidx`` that belongs to the ``.list`` at ``list_path``."""
+    if not list_path.endswith(".list"):
+        raise ValueError(f"not a .list path: {list_path!r}")
+    return list_path[:-len("list")] + "lidx"
+
+
+def new_offsets() -> array:
+    """An empty array of item end offsets, of the index's native entry size."""
+    return array(_TYPECODE)
 
 
 def entry(offset: int) -> bytes:

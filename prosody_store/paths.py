@@ -27,6 +27,8 @@ import os
 import re
 from typing import Union
 
+from prosody_store.errors import Error
+
 __all__ = [
     "GLOBAL_HOST",
     "NAME_MAX",
@@ -50,7 +52,7 @@ NAME_MAX = 255
 """Longest file name (one path component, in bytes) on common Unix filesystems."""
 
 
-class StoreError(Exception):
+class StoreError(Error):
     """Base class of the errors raised by the store."""
 
 

@@ -29,16 +29,36 @@ writer accepts both spellings.
 
 The module knows nothing of files: it works on bytes (``iter_list`` also reads
 from an open binary file, in chunks, for lists larger than memory).
+
+Text laid out exactly as Prosody writes it is read by a fast path
+(:mod:`prosody_store._fast_reader`, through the C ``json`` decoder); all else
+by the parser here.  The fast path runs when ``max_depth`` is at least
+:data:`FAST_PATH_MAX_DEPTH` (128), whatever ``sys.getrecursionlimit()`` is.
+It relies on these invariants, each guarded by a test:
+
+* It only declines, never fails: what it accepts, the parser reads to the
+  same value (``tests/test_serialization.py::test_fast_path_agrees_on_*``,
+  ``tests/test_serialization_interop.py::read``).
+* It declines tables nested deeper than :data:`FAST_PATH_MAX_DEPTH`, so what
+  it returns is within ``max_depth``, and deep input gets the parser's value
+  or error (``tests/test_fast_path_rule.py::test_fast_path_declines_deeper_than_its_limit``,
+  ``::test_deep_input_same_as_parser``, ``::test_deep_list_items_same_as_parser``).
+* That depth is far below any usable recursion limit, so the C decoder does
+  not hit ``RecursionError`` (if it did, the fast path would decline):
+  raising or lowering the limit changes neither results nor the path taken
+  (``tests/test_fast_path_rule.py::test_recursion_limit_changes_neither_result_nor_path``,
+  ``::test_fast_path_runs_from_its_threshold``).
 """
 from __future__ import annotations
 
 import io
 import math
 import re
-import sys
 from typing import IO, Any, Iterator
 
 from prosody_store import _fast_reader
+from prosody_store.errors import Error
+from prosody_store.numbers import INT_MAX, INT_MIN
 from prosody_store._lua_table import FALSE_KEY, TRUE_KEY, BooleanKey, TableBuilder
 
 __all__ = [
@@ -58,17 +78,18 @@ __all__ = [
 DEFAULT_MAX_DEPTH = 1000
 """How deeply tables may nest in input before it is rejected."""
 
+FAST_PATH_MAX_DEPTH = _fast_reader.MAX_DEPTH
+"""The fast path runs only when ``max_depth`` is at least this (see the module docs)."""
+
 WRITE_MAX_DEPTH = 127
 """Prosody's serializer refuses tables nested deeper than this."""
 
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 63) - 1
 _INT_MIN_DIGITS = b"9223372036854775808"
 
 _READ_SIZE = 1 << 20
 
 
-class LuaSyntaxError(ValueError):
+class LuaSyntaxError(Error, ValueError):
     """Input that is not a Lua data literal.  Carries where the problem is.
 
     ``lineno`` and ``colno`` count from 1; the column counts bytes.  ``pos`` is
@@ -250,14 +271,14 @@ class _Parser:
             if len(text) > 19:  # beyond 64 bits for sure: Lua reads a float
                 return m.end(), float(text)
             value = int(text)
-            return m.end(), value if value <= _INT_MAX else float(value)
+            return m.end(), value if value <= INT_MAX else float(value)
         if _VALID_DEC.match(text):
             return m.end(), float(text)
         if _VALID_HEX.match(text):
             digits = text[2:]
             if b"." not in digits and b"p" not in digits and b"P" not in digits:
                 value = int(digits, 16) & 0xFFFFFFFFFFFFFFFF  # Lua wraps hex integers
-                return m.end(), value - (1 << 64) if value > _INT_MAX else value
+                return m.end(), value - (1 << 64) if value > INT_MAX else value
             try:
                 return m.end(), float.fromhex(text.decode())
             except OverflowError:
@@ -285,10 +306,10 @@ class _Parser:
         if literal == b"0":
             return pos, -0.0
         if literal == _INT_MIN_DIGITS:
-            return pos, _INT_MIN
+            return pos, INT_MIN
         if value.__class__ is float:
             return pos, -value
-        return pos, -value if value != _INT_MIN else _INT_MIN  # Lua's wrap-around
+        return pos, -value if value != INT_MIN else INT_MIN  # Lua's wrap-around
 
     def parse_parenthesized(self, pos: int) -> tuple[int, int | float]:
         """``(a/b)`` with numbers a and b, as Prosody writes inf and nan; or ``(a)``."""
@@ -531,8 +552,9 @@ def read_value(src: bytes, pos: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> t
 
 
 def _fast_path_allowed(max_depth: int) -> bool:
-    """The JSON fast path cannot count depth; Python's recursion limit bounds it."""
-    return max_depth >= sys.getrecursionlimit()
+    """Whether the fast path may run: it declines tables nested deeper than
+    ``FAST_PATH_MAX_DEPTH``, so every value it returns is within ``max_depth``."""
+    return max_depth >= FAST_PATH_MAX_DEPTH
 
 
 def _parse_key(text: str) -> Any:
@@ -714,7 +736,7 @@ def _dump_string(s: str | bytes) -> str:
 
 def _dump_number(n: int | float, path: list) -> str:
     if isinstance(n, int):
-        if not _INT_MIN <= n <= _INT_MAX:
+        if not INT_MIN <= n <= INT_MAX:
             raise ValueError(f"{_path_text(path)}: integer {n} does not fit in 64 bits")
         return "%d" % n
     n = float(n)

@@ -76,7 +76,9 @@ from urllib.parse import unquote, urlsplit
 
 from prosody_store import json as pjson
 from prosody_store.datamanager import DataManager
-from prosody_store.paths import GLOBAL_HOST, StoreError, decode
+from prosody_store.errors import Error
+from prosody_store.numbers import format_float, tonumber
+from prosody_store.paths import GLOBAL_HOST, StoreError
 from prosody_store.serialization import LuaSyntaxError
 from prosody_store.stanza import StanzaError, from_xml, split_item, to_xml
 
@@ -99,11 +101,11 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: bytes of source files (to SQL) or rows (from SQL)."""
 
 
-class SQLError(Exception):
+class SQLError(Error):
     """A database URL or driver problem."""
 
 
-class MigrationError(ValueError):
+class MigrationError(Error, ValueError):
     """A value that Prosody's SQL storage cannot hold (or read back)."""
 
 
@@ -139,7 +141,7 @@ def _lua_number_text(v: int | float) -> str:
     if v.__class__ is float or isinstance(v, float):
         if not math.isfinite(v):
             raise MigrationError(f"the number {v!r} cannot be stored in Prosody's SQL storage")
-        return pjson._format_float(float(v))
+        return format_float(float(v))
     return str(int(v))
 
 
@@ -358,7 +360,7 @@ def decode_value(typ: str, text: str | bytes) -> Any:
         raise MigrationError(f"invalid boolean {text!r}")
     if typ == "number":
         raw = text if isinstance(text, bytes) else text.encode()
-        value = pjson._lua_tonumber(raw.strip())
+        value = tonumber(raw.strip())
         if value is None:
             try:
                 value = int(raw.strip(), 16) if raw.strip().lower().startswith(b"0x") else None
@@ -681,49 +683,39 @@ class _Entry:
     size: int
 
 
-def _host_names(data_path: str) -> Iterator[tuple[str, Any]]:
-    try:
-        entries = sorted(os.listdir(os.fsencode(data_path)))
-    except FileNotFoundError:
-        raise StoreError(f"data directory {data_path} does not exist") from None
-    for entry in entries:
-        if entry.startswith(b".") or not os.path.isdir(os.path.join(os.fsencode(data_path), entry)):
-            continue
-        yield os.fsdecode(entry), (None if entry == GLOBAL_HOST.encode() else decode(entry))
-
-
 def _size(dm: DataManager, user: Any, host: Any, store: Any, ext: str) -> int:
-    path = dm._existing(user, host, store, ext)
     try:
-        return os.stat(path).st_size if path else 0
+        return dm.file_size(user, host, store, ext) or 0
     except OSError:
         return 0
 
 
+_KINDS = {"keyval": ("keyval", "dat"), "list": ("archive", "list")}
+
+
 def scan(dm: DataManager, hosts: list | None = None, stores: list | None = None,
          report: Report | None = None) -> list[_Entry]:
-    """Every keyval file and archive of the data directory (filtered), with its size."""
+    """Every keyval file and archive of the data directory (filtered), with its size.
+
+    The files are those of :meth:`DataManager.iter_files`, in its order.
+    """
+    if not os.path.exists(dm.data_path):
+        raise StoreError(f"data directory {dm.data_path} does not exist")
     wanted_hosts = set(hosts) if hosts else None
     wanted_stores = set(stores) if stores else None
+    all_hosts = dm.hosts()
+    host_list = [h for h in all_hosts
+                 if h is not None and (wanted_hosts is None or h in wanted_hosts)]
+    if report is not None and wanted_hosts is None and None in all_hosts:
+        report.skipped.append((GLOBAL_HOST, "data without host (_global) has no place in "
+                               "Prosody's SQL storage"))
     entries: list[_Entry] = []
-    for dirname, host in _host_names(dm.data_path):
-        if host is None:
-            if report is not None and (wanted_hosts is None):
-                report.skipped.append((dirname, "data without host (_global) has no place in "
-                                       "Prosody's SQL storage"))
+    for f in dm.iter_files(host_list, stores if wanted_stores else None):
+        if wanted_stores is not None and f.store not in wanted_stores:
             continue
-        if wanted_hosts is not None and host not in wanted_hosts:
-            continue
-        for kind, ext, typ in (("keyval", "dat", "keyval"), ("archive", "list", "list")):
-            for store in dm.stores(None, host, typ):
-                if wanted_stores is None or store in wanted_stores:
-                    entries.append(_Entry(host, store, None, kind, _size(dm, None, host, store, ext)))
-        for store in dm.stores(True, host):
-            if wanted_stores is not None and store not in wanted_stores:
-                continue
-            for kind, ext, typ in (("keyval", "dat", "keyval"), ("archive", "list", "list")):
-                for user in dm.users(host, store, typ):
-                    entries.append(_Entry(host, store, user, kind, _size(dm, user, host, store, ext)))
+        kind, ext = _KINDS[f.type]
+        size = _size(dm, f.user, f.host, f.store, ext)
+        entries.append(_Entry(f.host, f.store, f.user, kind, size))
     return entries
 
 
@@ -815,7 +807,7 @@ def _archive_to_sql(dm: DataManager, db: _Database | None, e: _Entry, text: Call
         return 0
     h, u, s = text(e.host), text("" if e.user is None else e.user), text(e.store)
     try:
-        default_when = int(os.fstat(view._fd).st_mtime)
+        default_when = int(view.stat().st_mtime)
         if db is not None:
             db.savepoint()
         try:

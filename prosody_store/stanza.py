@@ -48,6 +48,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 from xml.parsers import expat
 
+from prosody_store.errors import Error
+
 __all__ = [
     "MAX_DEPTH",
     "StanzaError",
@@ -73,7 +75,7 @@ _XML_ESCAPES = str.maketrans({"'": "&apos;", '"': "&quot;", "<": "&lt;", ">": "&
                               "&": "&amp;"})
 
 
-class StanzaError(ValueError):
+class StanzaError(Error, ValueError):
     """A table that is not a stanza, or XML that is not one.  ``path`` says where."""
 
     def __init__(self, path: list, msg: str) -> None:

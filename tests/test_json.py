@@ -587,7 +587,8 @@ PLAIN = st.recursive(
 
 def _full_reader(doc: bytes):
     try:
-        return "ok", loads(doc, max_depth=999)  # below the recursion limit: no fast path
+        # below the fast path's threshold: the full reader
+        return "ok", loads(doc, max_depth=_prosody_json.PLAIN_MAX_DEPTH - 1)
     except JSONDecodeError:
         return "error", None
 

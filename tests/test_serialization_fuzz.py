@@ -93,9 +93,7 @@ def outcome_of_list(data: bytes, stream: bool, **kw):
     return ("ok", items)
 
 
-#: A max_depth no input reaches.  It must not change any outcome; it also lets
-#: the codec's fast path run while hypothesis has raised the recursion limit
-#: (the fast path only runs when max_depth is at least that limit).
+#: A max_depth no input reaches.  It must not change any outcome.
 HUGE_DEPTH = 10 ** 9
 
 

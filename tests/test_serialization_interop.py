@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from prosody_store import serialization as ser
 from prosody_store.serialization import (
     DEFAULT_MAX_DEPTH,
     FALSE_KEY,
@@ -96,17 +97,24 @@ def lua_normalized(oracle, value) -> tuple:
 # Reading, both ways
 #
 # ``max_depth`` only limits nesting, so a huge one must not change any result.
-# It matters here: hypothesis raises Python's recursion limit while a test
-# runs, and the codec's fast path for Prosody's layout only runs when
-# ``max_depth`` is at least that limit.  Reading with both covers both paths.
+# The codec's fast path for Prosody's layout runs only when ``max_depth`` is
+# at least ``FAST_PATH_MAX_DEPTH``; reading also with a smaller one (when the
+# value is that shallow) uses the parser alone, so both paths are covered.
 
 HUGE_DEPTH = 10 ** 9
+PARSER_ONLY_DEPTH = ser.FAST_PATH_MAX_DEPTH - 1
 
 
 def read(src):
-    """``loads(src)``, checked to agree with ``loads(src, max_depth=HUGE_DEPTH)``."""
+    """``loads(src)``, checked to agree with a huge max_depth and with the parser alone."""
     value = loads(src)
     assert canon(loads(src, max_depth=HUGE_DEPTH)) == canon(value)
+    try:
+        by_parser = loads(src, max_depth=PARSER_ONLY_DEPTH)
+    except LuaSyntaxError as err:
+        assert "nested deeper than" in err.msg, err
+    else:
+        assert canon(by_parser) == canon(value)
     return value
 
 
