@@ -54,7 +54,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from prosody_store import _fast_reader
 from prosody_store.errors import Error
@@ -70,6 +70,7 @@ __all__ = [
     "dump_dat",
     "dump_item",
     "dumps",
+    "iter_dumps_list",
     "iter_list",
     "iter_list_with_offsets",
     "loads",
@@ -858,6 +859,28 @@ def dumps(value: Any) -> str:
         _dump_table(value, out, 1, [], set())
         return "".join(out)
     return _dump_scalar(value, [])
+
+
+def iter_dumps_list(items: Iterable[Any]) -> Iterator[str]:
+    """:func:`dumps` of a list, piece by piece: a list store streamed as one Lua value.
+
+    The concatenation equals ``dumps(list(items))``.  Items must not be None: a
+    hole would give every later item an explicit index after the first pieces
+    were sent, so it raises :class:`ValueError` instead.
+    """
+    first = True
+    for index, item in enumerate(items, 1):
+        if item is None:
+            raise ValueError("a list item is None (a hole), which cannot be streamed")
+        out = ["{\n\t" if first else "\n\t"]
+        if isinstance(item, (dict, list, tuple)):
+            _dump_table(item, out, 2, [index], set())
+        else:
+            out.append(_dump_scalar(item, [index]))
+        out.append(";")
+        yield "".join(out)
+        first = False
+    yield "{}" if first else "\n}"
 
 
 def dump_dat(value: Any) -> bytes:

@@ -409,6 +409,7 @@ def test_get_falls_back_to_list(client, dm):
     r = client.get("/data/archive/lua", headers=ALICE)
     assert r.status_code == 200 and r.headers["Content-Type"] == LUA_TYPE
     assert r.get_data().decode() == serialization.dumps(items)
+    assert "Content-Length" not in r.headers  # streamed like the JSON one, never loaded whole
 
 
 def test_get_prefers_keyval_over_list(client, dm):

@@ -22,6 +22,7 @@ from prosody_store.serialization import (
     dump_dat,
     dump_item,
     dumps,
+    iter_dumps_list,
     iter_list,
     iter_list_with_offsets,
     loads,
@@ -310,6 +311,24 @@ def lua_safe(value) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(values, max_size=5))
+def test_iter_dumps_list_is_dumps_piece_by_piece(items):
+    try:
+        whole = dumps(items)
+    except (TypeError, ValueError) as err:
+        with pytest.raises(type(err)):
+            "".join(iter_dumps_list(items))
+        return
+    assert "".join(iter_dumps_list(items)) == whole
+    assert "".join(iter_dumps_list(iter(items))) == whole  # any iterable
+
+
+def test_iter_dumps_list_refuses_holes():
+    with pytest.raises(ValueError, match="hole"):
+        list(iter_dumps_list([1, None, 2]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

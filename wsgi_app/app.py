@@ -35,7 +35,7 @@ from werkzeug.exceptions import (
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from prosody_store import json as prosody_json
+from prosody_store.formats import FORMATS, Format, by_media_type
 from prosody_store import serialization
 from prosody_store.datamanager import (
     CorruptFileError,
@@ -56,8 +56,7 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 READ_METHODS = ("GET", "HEAD")
 WRITE_METHODS = ("PUT", "POST", "DELETE")
 
-MEDIA_TYPES = {"json": "application/json", "lua": "text/x-lua"}
-FORMATS = {media: name for name, media in MEDIA_TYPES.items()}
+MEDIA_TYPES = [f.media_type for f in FORMATS.values()]
 STORE_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
 
@@ -180,74 +179,57 @@ class DataAccessApp:
                 self.dm.getpath(node, host, store)  # names that no file can have
             except (JIDError, InvalidNameError, NameTooLongError):
                 raise NotFound("no such user or host") from None
-        if fmt is not None and fmt not in MEDIA_TYPES:
-            raise NotFound(f"unknown format {fmt!r} (json or lua)")
+        if fmt is not None and fmt not in FORMATS:
+            raise NotFound(f"unknown format {fmt!r} ({' or '.join(FORMATS)})")
         return host, node, store, fmt
 
     # -- methods -------------------------------------------------------------------
 
-    def get(self, request: Request, host: str, node: str, store: str, fmt: str | None,
+    def get(self, request: Request, host: str, node: str, store: str, name: str | None,
             access: Access) -> Response:
-        if fmt is None:
-            fmt = self.negotiate(request)
+        fmt = FORMATS[name] if name is not None else self.negotiate(request)
         if not access.secrets:
             value = public_view(store, self.dm.load(node, host, store))
             if value is None:
                 raise NotFound(f"no data in store {store!r}")
-            return self.respond(fmt, self.encode(fmt, value))
+            return self.respond(fmt, fmt.encode(value))
 
         def encoded_keyval() -> bytes | None:
             data = self.dm.load(node, host, store)
-            return None if data is None else self.encode(fmt, data)
+            return None if data is None else fmt.encode(data)
 
-        body = self.bodies.body(self.dm.getpath(node, host, store), fmt, encoded_keyval)
+        body = self.bodies.body(self.dm.getpath(node, host, store), fmt.name, encoded_keyval)
         if body is not None:
             return self.respond(fmt, body)
-        if fmt == "json":
-            items = self.dm.list_open(node, host, store)
-            if items is None or len(items) == 0:
-                if items is not None:
-                    items.close()
-                raise NotFound(f"no data in store {store!r}")
-            if request.method == "HEAD":
-                # The length a GET would send, so that the server does not frame an
-                # empty body as chunked (waitress would send a last chunk anyway).
-                with items:
-                    length = sum(map(len, prosody_json.iter_dumpb_array(items, strict=True)))
-                response = self.respond(fmt, b"")
-                response.content_length = length
-                return response
-            response = self.respond(fmt, prosody_json.iter_dumpb_array(items, strict=True))
-            # Closed by the WSGI server after the body was sent.
-            response.call_on_close(items.close)
-            return response
-        data = self.dm.list_load(node, host, store)
-        if not data:
+        items = self.dm.list_open(node, host, store)
+        if items is None or len(items) == 0:
+            if items is not None:
+                items.close()
             raise NotFound(f"no data in store {store!r}")
-        return self.respond(fmt, self.encode(fmt, data))
-
-    def negotiate(self, request: Request) -> str:
-        if not request.accept_mimetypes:
-            return "json"
-        best = request.accept_mimetypes.best_match(list(FORMATS))
-        if best is None:
-            raise NotAcceptable("only application/json and text/x-lua are available")
-        return FORMATS[best]
-
-    @staticmethod
-    def encode(fmt: str, data: Any) -> bytes:
-        # dumpb: a stored string that is not UTF-8 goes out as its raw bytes, as in
-        # Prosody (dumps would hold lone surrogates that cannot be encoded).
-        # strict: numbers JSON cannot carry (inf, nan in data Prosody wrote) are
-        # written so that the body is always valid JSON.
-        if fmt == "json":
-            return prosody_json.dumpb(data, strict=True)
-        return serialization.dumps(data).encode("ascii")
-
-    @staticmethod
-    def respond(fmt: str, body: bytes | Iterator[bytes]) -> Response:
-        response = Response(body, status=200, content_type=f"{MEDIA_TYPES[fmt]}; charset=utf-8")
+        if request.method == "HEAD":
+            # The length a GET would send, so that the server does not frame an
+            # empty body as chunked (waitress would send a last chunk anyway).
+            with items:
+                length = sum(map(len, fmt.encode_list(items)))
+            response = self.respond(fmt, b"")
+            response.content_length = length
+            return response
+        response = self.respond(fmt, fmt.encode_list(items))
+        # Closed by the WSGI server after the body was sent.
+        response.call_on_close(items.close)
         return response
+
+    def negotiate(self, request: Request) -> Format:
+        if not request.accept_mimetypes:
+            return next(iter(FORMATS.values()))
+        best = request.accept_mimetypes.best_match(MEDIA_TYPES)
+        if best is None:
+            raise NotAcceptable(f"only {' and '.join(MEDIA_TYPES)} are available")
+        return by_media_type(best)
+
+    @staticmethod
+    def respond(fmt: Format, body: bytes | Iterator[bytes]) -> Response:
+        return Response(body, status=200, content_type=f"{fmt.media_type}; charset=utf-8")
 
     def put_or_post(self, request: Request, host: str, node: str, store: str) -> Response:
         value = self.decode_body(request)
@@ -265,9 +247,9 @@ class DataAccessApp:
         return response
 
     def decode_body(self, request: Request) -> Any:
-        fmt = FORMATS.get(request.mimetype)
+        fmt = by_media_type(request.mimetype)
         if fmt is None:
-            raise BadRequest("Content-Type must be application/json or text/x-lua")
+            raise BadRequest(f"Content-Type must be {' or '.join(MEDIA_TYPES)}")
         if request.content_length is not None and request.content_length > self.max_body:
             raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
         body = request.stream.read(self.max_body + 1)
@@ -277,16 +259,13 @@ class DataAccessApp:
             raise BadRequest("empty body")
         # Counted before decoding: a refused body costs no memory (wsgi_app/limits.py).
         try:
-            limits.check_values(body, fmt, self.max_values)
+            limits.check_values(body, fmt.name, self.max_values)
         except limits.TooManyValues as err:
             raise RequestEntityTooLarge(str(err)) from None
         try:
-            if fmt == "json":
-                value = prosody_json.loads(body, max_depth=self.max_depth)
-            else:
-                value = serialization.loads(body, max_depth=self.max_depth)
+            value = fmt.decode(body, self.max_depth)
         except ValueError as err:
-            raise BadRequest(f"body is not valid {fmt}: {limits.brief(err)}") from None
+            raise BadRequest(f"body is not valid {fmt.name}: {limits.brief(err)}") from None
         if value is None or value is False:
             raise BadRequest("body holds no data (null or false)")
         non_finite = limits.find_non_finite(value)
