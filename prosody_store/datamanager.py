@@ -19,6 +19,8 @@ On disk
   the file-name limit whatever the user name.  A writer killed mid-write
   leaves at most such a hidden file, which Prosody and :meth:`DataManager.users`
   ignore and :meth:`DataManager.remove_temp_files` deletes.
+  :func:`atomic_write` is that write, public for files outside the store
+  (the CLI's ``export -o``).
 * ``list_append`` writes the whole ``item(...);\\n`` with one ``write`` to a
   file opened ``O_APPEND``, then (like Prosody 13) appends the item's end
   offset to the ``.lidx`` if that index is consistent with the list, or
@@ -133,6 +135,7 @@ __all__ = [
     "NameTooLongError",
     "StoreError",
     "StoreFile",
+    "atomic_write",
     "name_sort_key",
 ]
 
@@ -273,7 +276,7 @@ def _write_temp(path: str, chunks: Iterable[bytes], durable: bool) -> str:
     and, if ``durable``, is fsync'ed.  Returns its path; on any error it is
     removed and the error raised.
     """
-    directory = os.path.dirname(path)
+    directory = os.path.dirname(path) or os.curdir
     tmp = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}{TEMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
     try:
@@ -297,8 +300,18 @@ def _discard(tmp: str) -> None:
         os.unlink(tmp)
 
 
-def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
-    """Write a whole file: unique temp file, (fsync), rename, (fsync the directory)."""
+def atomic_write(path: str | os.PathLike[str], chunks: Iterable[bytes],
+                 durable: bool = True) -> None:
+    """Write a whole file so that readers see the old file or the complete new one.
+
+    ``chunks`` go to a uniquely named temporary file beside ``path`` (the
+    store's ``.prosody_store.<random>~``), which gets the mode of the file it
+    replaces, is fsync'ed, renamed over ``path``, and the directory fsync'ed
+    (without ``durable``, no fsync).  If writing fails, or ``chunks`` raises,
+    the temporary file is removed, ``path`` is untouched and the error raised.
+    Takes no lock: the store's writers call it under theirs.
+    """
+    path = os.fspath(path)
     tmp = _write_temp(path, chunks, durable)
     try:
         os.rename(tmp, path)
@@ -306,7 +319,7 @@ def _atomic_write(path: str, chunks: Iterable[bytes], durable: bool) -> None:
         _discard(tmp)
         raise
     if durable:
-        _fsync_dir(os.path.dirname(path))
+        _fsync_dir(os.path.dirname(path) or os.curdir)
 
 
 def _copy_ranges(fd: int, ranges: Iterable[tuple[int, int]], path: str) -> Iterator[bytes]:
@@ -784,7 +797,7 @@ class DataManager:
         if payload == _EMPTY_DAT:
             removed = _remove(path) | _remove(legacy)
         else:
-            _atomic_write(path, (payload,), self.durable)
+            atomic_write(path, (payload,), self.durable)
             removed = _remove(legacy)
         if removed and self.durable:
             _fsync_dir(os.path.dirname(path))
@@ -838,7 +851,7 @@ class DataManager:
         data = _read(legacy)
         if data is None:
             return
-        _atomic_write(path, (data,), self.durable)
+        atomic_write(path, (data,), self.durable)
         _remove(legacy)
         _remove(lidx.index_path(legacy))
 
@@ -873,7 +886,7 @@ class DataManager:
     def _index_append(self, index_path: str, start: int, end: int) -> None:
         """Record a new item in the ``.lidx`` as Prosody 13 does, or drop a stale index."""
         if start == 0:
-            _atomic_write(index_path, (lidx.MAGIC_BYTES + lidx.entry(end),), durable=False)
+            atomic_write(index_path, (lidx.MAGIC_BYTES + lidx.entry(end),), durable=False)
             return
         try:
             fd = os.open(index_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -974,7 +987,7 @@ class DataManager:
                 _discard(tmp)
             raise
         if tmp is not None and offsets is not None and self.write_index:
-            _atomic_write(index_path, (lidx.encode_index(offsets),), durable=False)
+            atomic_write(index_path, (lidx.encode_index(offsets),), durable=False)
         if legacy:
             _remove(legacy)
             _remove(lidx.index_path(legacy))
@@ -1093,7 +1106,7 @@ class DataManager:
             index = lidx.index_path(source)
             if _read(index) == data:
                 return False
-            _atomic_write(index, (data,), durable=False)
+            atomic_write(index, (data,), durable=False)
             return True
 
     def _offsets(self, fd: int, path: str, write: bool) -> array:
@@ -1117,7 +1130,7 @@ class DataManager:
                 with _dir_lock(os.path.dirname(path)):
                     now = os.stat(path)
                     if (now.st_ino, now.st_dev, now.st_size) == (st.st_ino, st.st_dev, st.st_size):
-                        _atomic_write(lidx.index_path(path),
+                        atomic_write(lidx.index_path(path),
                                       (lidx.encode_index(offsets),), durable=False)
         return offsets
 

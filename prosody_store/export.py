@@ -81,14 +81,13 @@ import base64
 import codecs
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from prosody_store.datamanager import DataManager, StoreFile
 from prosody_store.errors import Error
-from prosody_store.paths import GLOBAL_HOST, Name
+from prosody_store.paths import Name
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey, dump_dat, dump_item
 
 __all__ = [
@@ -101,6 +100,7 @@ __all__ = [
     "import_records",
     "iter_store_files",
     "read_records",
+    "record_chunks",
     "RecordReader",
 ]
 
@@ -331,20 +331,6 @@ def host_names(data_path: str) -> list[Name | None]:
     return DataManager(data_path).hosts()
 
 
-def parse_host(text: str) -> Name | None:
-    """A host given on the command line (``_global`` is Prosody's host-less data)."""
-    return None if text == GLOBAL_HOST else cli_name(text)
-
-
-def cli_name(text: str) -> Name:
-    """A name from argv: str if its bytes are UTF-8, else bytes."""
-    raw = os.fsencode(text)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
 def store_names(dm: DataManager, host: Name | None) -> list[Name]:
     """Every store of a host, sorted (:meth:`DataManager.store_names`)."""
     return dm.store_names(host)
@@ -365,19 +351,19 @@ def _header(f: StoreFile) -> str:
             f'"store":{encode_name(f.store)},"type":"{f.type}","value":')
 
 
-def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) -> bool:
-    """Write one record; False if the file vanished meanwhile."""
+def record_chunks(dm: DataManager, f: StoreFile) -> Iterator[bytes]:
+    """The bytes of one record, in pieces (a list's items in batches, never the
+    whole list at once); no pieces if the file vanished meanwhile."""
     if f.type == "keyval":
         value = dm.load(f.user, f.host, f.store)
-        if value is None:
-            return False
-        write((_header(f) + encode_value(value) + "}\n").encode("utf-8"))
-        return True
+        if value is not None:
+            yield (_header(f) + encode_value(value) + "}\n").encode("utf-8")
+        return
     view = dm.list_open(f.user, f.host, f.store)
     if view is None:
-        return False
+        return
     with view:
-        write((_header(f) + "[").encode("utf-8"))
+        yield (_header(f) + "[").encode("utf-8")
         sep = ""
         batch: list[str] = []
         size = 0
@@ -387,11 +373,19 @@ def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) ->
             batch.append(text)
             size += len(text)
             if size > 1 << 16:
-                write("".join(batch).encode("utf-8"))
+                yield "".join(batch).encode("utf-8")
                 batch, size = [], 0
         batch.append("]}\n")
-        write("".join(batch).encode("utf-8"))
-    return True
+        yield "".join(batch).encode("utf-8")
+
+
+def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) -> bool:
+    """Write one record; False if the file vanished meanwhile."""
+    written = False
+    for chunk in record_chunks(dm, f):
+        write(chunk)
+        written = True
+    return written
 
 
 def export(dm: DataManager, out: IO[bytes], hosts=None, stores=None,

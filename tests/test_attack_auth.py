@@ -95,14 +95,21 @@ def test_the_limit_follows_the_configured_login_cost(demo_data, tmp_path):
         assert server.request("GET", "/data/roster", headers=demo_auth("bob"))[0] == 401
 
 
-def median_time(server, headers: dict[str, str], rounds: int) -> list[float]:
-    times = []
+def refusal_time(server, headers: dict[str, str]) -> float:
+    """Seconds until a request with these (bad) credentials is refused."""
+    start = time.perf_counter()
+    status, _, _ = server.request("GET", "/data/roster", headers=headers)
+    assert status == 401
+    return time.perf_counter() - start
+
+
+def refusal_medians(server, kinds: dict[str, dict[str, str]], rounds: int) -> dict[str, float]:
+    """Median refusal time of each kind of request, the kinds interleaved round by round."""
+    times: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(rounds):
-        start = time.perf_counter()
-        status, _, _ = server.request("GET", "/data/roster", headers=headers)
-        times.append(time.perf_counter() - start)
-        assert status == 401
-    return times
+        for kind, headers in kinds.items():
+            times[kind].append(refusal_time(server, headers))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def test_unknown_user_and_wrong_password_take_the_same_time(server, demo_data):
@@ -110,7 +117,8 @@ def test_unknown_user_and_wrong_password_take_the_same_time(server, demo_data):
 
     Interleaved medians of 30; equal within a factor of two (the derivation,
     10,000 PBKDF2 rounds, is most of either).  A plain-password account is
-    padded to the same cost.
+    padded to the same cost.  Up to three attempts, so that a burst of load on
+    a shared machine does not decide: the old code was 10x apart in every one.
     """
     DataManager(demo_data).store("pat", "localhost", "accounts", {"password": "plain-pw"})
     kinds = {
@@ -119,14 +127,14 @@ def test_unknown_user_and_wrong_password_take_the_same_time(server, demo_data):
         "plain account, wrong password": {"Authorization": basic("pat@localhost", "x")},
         "unknown host": {"Authorization": basic("alice@nohost.example", "x")},
     }
-    times: dict[str, list[float]] = {k: [] for k in kinds}
-    for _ in range(30):
-        for kind, headers in kinds.items():
-            times[kind] += median_time(server, headers, 1)
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    reference = medians["wrong password"]
-    for kind, value in medians.items():
-        assert 0.5 < value / reference < 2.0, medians
+    attempts = []
+    for _ in range(3):
+        medians = refusal_medians(server, kinds, 30)
+        reference = medians["wrong password"]
+        attempts.append(medians)
+        if all(0.5 < value / reference < 2.0 for value in medians.values()):
+            return
+    pytest.fail(f"refusal times differ by more than 2x in three attempts: {attempts}")
 
 
 def test_no_credentials_get_nothing_but_401(server, demo_data):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from prosody_store.cli import Settings, build_parser
+from prosody_store.cli.common import Settings
+from prosody_store.cli.run import build_parser
 from prosody_store.config import ConfigError, read_config
 from tests.test_http_app import DEMO, basic
 from wsgi_app import app_from_environment

@@ -11,10 +11,10 @@ import prosody_store
 
 def public_exception_classes() -> list[type]:
     found = {}
-    for info in pkgutil.iter_modules(prosody_store.__path__):
-        if info.name.startswith("_") or info.name == "__main__":
+    for info in pkgutil.walk_packages(prosody_store.__path__, "prosody_store."):
+        if info.name.rpartition(".")[2].startswith("_"):
             continue
-        module = importlib.import_module(f"prosody_store.{info.name}")
+        module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if (not name.startswith("_") and inspect.isclass(obj) and issubclass(obj, BaseException)
                     and obj.__module__.startswith("prosody_store")):
@@ -24,7 +24,8 @@ def public_exception_classes() -> list[type]:
 
 def test_there_are_exception_classes():
     names = {cls.__name__ for cls in public_exception_classes()}
-    assert {"StoreError", "LuaSyntaxError", "JSONDecodeError", "JIDError", "ConfigError"} <= names
+    assert {"StoreError", "LuaSyntaxError", "JSONDecodeError", "JIDError", "ConfigError",
+            "CommandError"} <= names
 
 
 def qualified(cls: type) -> str:

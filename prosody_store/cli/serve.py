@@ -1,0 +1,131 @@
+"""``prosody-store serve``: the HTTP data access service under waitress.
+
+The service's packages (``wsgi_app``, Werkzeug, waitress) are imported only
+when the command runs: the library itself needs only the standard library.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from prosody_store.accounts import DEFAULT_ITERATIONS
+from prosody_store.cli.common import RAW, CommandError, Settings
+
+MAX_THREADS = 256
+"""Most worker threads of ``serve --threads``."""
+
+POSITIVE_OPTIONS = ("max_body", "max_values", "connection_limit", "idle_timeout",
+                    "request_timeout", "iterations", "max_iterations")
+"""The limits that must be at least 1 when given."""
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``--listen``: ``ADDRESS:PORT``, ``[IPv6]:PORT`` or ``PORT`` (on 127.0.0.1)."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise CommandError(f"--listen: {text!r} is not ADDRESS:PORT", 2)
+    return host, int(port)
+
+
+def check_limits(args: argparse.Namespace) -> None:
+    """Usage errors for limits that would make a server that never answers."""
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise CommandError(f"--threads must be from 1 to {MAX_THREADS}, not {args.threads}", 2)
+    for option in POSITIVE_OPTIONS:
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise CommandError(f"--{option.replace('_', '-')} must be at least 1, not {value}", 2)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    check_limits(args)
+    settings = Settings(args)
+    host, port = listen_address(args.listen)
+    config = settings.config
+    admins = list(args.admin) + (config.admins if config else [])
+    hosts = args.host or (config.hosts if config else []) or None
+    try:
+        from wsgi_app import create_app
+        from wsgi_app.server import create_server, fit_connection_limit
+    except ImportError as err:
+        raise CommandError(f"serve needs the service's dependencies ({err.name}): "
+                           "pip install prosody-store") from None
+    try:
+        iterations = args.iterations or (config and config.default_iteration_count)
+        app = create_app(settings.data_path, admins=admins, hosts=hosts,
+                         host_admins=config.host_admins if config else None,
+                         max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
+                         max_iterations=args.max_iterations, max_values=args.max_values)
+    except ValueError as err:
+        raise CommandError(f"bad setting: {err}", 2) from None
+    # waitress logs "Task queue depth is N" for every queued request under load:
+    # only its real warnings and errors, on one line each.
+    logging.basicConfig(format="prosody-store: %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    connection_limit, warning = fit_connection_limit(args.connection_limit, args.threads)
+    if warning:
+        print(f"prosody-store: warning: {warning}", file=sys.stderr)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        server = create_server(app, host=host, port=port, threads=args.threads,
+                               connection_limit=connection_limit, idle_timeout=args.idle_timeout,
+                               request_timeout=args.request_timeout, max_body=args.max_body,
+                               ident="prosody-store")
+    except ValueError:  # waitress: the host does not resolve
+        raise CommandError(f"--listen: cannot resolve {host!r}", 2) from None
+    except OSError as err:
+        raise CommandError(f"cannot listen on {address}: {err.strerror or err}") from None
+    print(f"prosody-store: serving {settings.data_path} on http://{address}/data "
+          f"(admins: {', '.join(admins) or 'none'})", file=sys.stderr, flush=True)
+    server.run()
+    return 0
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add ``serve`` and its options."""
+    serve = commands.add_parser(
+        "serve", help="run the HTTP data access service (mod_data_access API)",
+        description="Serve /data[/host/user]/store[/format] over HTTP with Basic auth "
+                    "against Prosody's accounts, under waitress.",
+        epilog="example:\n  prosody-store serve --data-path fixtures/demo --admin admin@localhost\n"
+               "  curl -u alice@localhost:wonderland http://127.0.0.1:5280/data/roster",
+        formatter_class=RAW, parents=[common])
+    serve.add_argument("--listen", default="127.0.0.1:5280", metavar="ADDR:PORT",
+                       help="address and port to listen on (default 127.0.0.1:5280)")
+    serve.add_argument("--admin", action="append", default=[], metavar="JID",
+                       help="a JID that may read and write every user's data (repeatable)")
+    serve.add_argument("--host", action="append", default=[], metavar="HOST",
+                       help="serve only these hosts (default: the config's VirtualHosts, "
+                            "else every host with accounts)")
+    limits = serve.add_argument_group(
+        "limits", "What one request may cost.  The connection, time and body-size limits hold\n"
+                  "before authentication: a client past one loses its connection (a body too\n"
+                  "large gets 413).  For limits per address or on rates, put a proxy in front.")
+    limits.add_argument("--threads", type=int, default=4, metavar="N",
+                        help=f"worker threads, 1 to {MAX_THREADS} (default 4)")
+    limits.add_argument("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
+                        help="largest request body, refused with 413 while it is read "
+                             "(default 10 MiB)")
+    limits.add_argument("--max-values", type=int, default=None, metavar="N",
+                        help="most values (tables, strings, numbers) a request body may hold, "
+                             "counted before it is decoded: 413 past it (default 250,000)")
+    limits.add_argument("--connection-limit", type=int, default=1000, metavar="N",
+                        help="most connections open at once; more wait to be accepted "
+                             "(default 1000)")
+    limits.add_argument("--idle-timeout", type=int, default=30, metavar="SECONDS",
+                        help="close a connection after this long without a byte in or out "
+                             "(default 30)")
+    limits.add_argument("--request-timeout", type=int, default=30, metavar="SECONDS",
+                        help="close a connection whose request, headers and body, is not "
+                             "complete this long after its first byte (default 30)")
+    limits.add_argument("--iterations", type=int, default=None, metavar="N",
+                        help="PBKDF2 rounds of a normal login, which every failed login costs "
+                             "too (default: the config's default_iteration_count, else 10000)")
+    limits.add_argument("--max-iterations", type=int, default=None, metavar="N",
+                        help="accounts whose record asks for more rounds never log in "
+                             "(default: --iterations)")
+    serve.set_defaults(handler=cmd_serve)
