@@ -95,7 +95,7 @@ from __future__ import annotations
 import json as _stdlib_json
 import math
 import re
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prosody_store.errors import Error
 from prosody_store.numbers import INT_MAX, INT_MIN, NAN_TEXT, format_float, tonumber
@@ -151,11 +151,6 @@ class _Raw(str):
     __slots__ = ()
 
 
-_OPEN_ARRAY, _CLOSE_ARRAY, _COMMA = _Raw("["), _Raw("]"), _Raw(",")
-_OPEN_OBJECT, _CLOSE_OBJECT = _Raw("{"), _Raw("}")
-_HASH_START, _ARRAY_START = _Raw('"__hash":['), _Raw('"__array":[')
-
-
 def _escape_text(text: str) -> str:
     if _NEEDS_ESCAPE.search(text) is None:
         return '"' + text + '"'
@@ -202,7 +197,7 @@ def _scalar(v: Any) -> str:
     if cls is float:
         return format_float(v)
     if cls is _Raw:  # from strict_numbers
-        return v
+        return str(v)
     if v is None:
         return "null"
     if cls is BooleanKey:
@@ -297,147 +292,140 @@ def _is_plain_array(t: Any) -> bool:
     return (t.__class__ is list or isinstance(t, (list, tuple))) and bool(t) and None not in t
 
 
-def _table_parts(t: Any, sort_keys: bool) -> Iterator[Any]:
-    """The pieces of one table's JSON: _Raw text and values still to encode."""
-    if _is_plain_array(t):
-        array: list = t
-        members: list = []
-        hashed: list = []
-    else:
-        members, hashed, array = _split_table(t, sort_keys)
-    if not members and not hashed and array:
-        yield _OPEN_ARRAY
-        for i, v in enumerate(array):
-            if i:
-                yield _COMMA
-            yield v
-        yield _CLOSE_ARRAY
-        return
-    yield _OPEN_OBJECT
-    sections = 0
-    for k, v in members:
-        if sections:
-            yield _COMMA
-        sections += 1
-        yield _Raw(_member_name(k))
-        yield v
-    if hashed:
-        if sections:
-            yield _COMMA
-        sections += 1
-        yield _HASH_START
-        for i, (k, v) in enumerate(hashed):
-            if i:
-                yield _COMMA
-            yield k
-            yield _COMMA
-            yield v
-        yield _CLOSE_ARRAY
-    if array:
-        if sections:
-            yield _COMMA
-        yield _ARRAY_START
-        for i, v in enumerate(array):
-            if i:
-                yield _COMMA
-            yield v
-        yield _CLOSE_ARRAY
-    yield _CLOSE_OBJECT
-
-
 def _is_table(v: Any) -> bool:
     return v.__class__ is dict or v.__class__ is list or isinstance(v, (dict, list, tuple))
 
 
-_FAST_DEPTH = 200
+_Nested = Callable[[Any], None]
+"""Where :func:`_layout` sends a nested table: a callable that writes it in place."""
 
 
-class _TooDeep(Exception):
-    pass
-
-
-def _encode_fast(v: Any, out: list[str], sort_keys: bool, depth: int) -> None:
-    """The recursive (faster) encoder for values nested at most _FAST_DEPTH deep."""
+def _add_value(v: Any, out: list[str], nested: _Nested) -> None:
+    """Append the JSON of a scalar to ``out``; pass a table to ``nested``."""
     cls = v.__class__
     if cls is str:
         out.append('"' + v + '"' if _SPECIAL_OR_SURROGATE.search(v) is None else _quote(v))
-        return
-    if not (cls is dict or cls is list or _is_table(v)):
+    elif cls is dict or cls is list or _is_table(v):
+        nested(v)
+    else:
         out.append(_scalar(v))
-        return
-    if depth >= _FAST_DEPTH:
-        raise _TooDeep
-    depth += 1
-    if _is_plain_array(v):
+
+
+def _add_items(items: Iterable[Any], out: list[str], nested: _Nested) -> None:
+    """``item,item,...`` (see :func:`_add_value`)."""
+    sep = ""
+    for x in items:
+        if sep:
+            out.append(sep)
+        sep = ","
+        _add_value(x, out, nested)
+
+
+def _layout(t: Any, sort_keys: bool, out: list[str], nested: _Nested) -> None:
+    """Append the JSON of table ``t`` to ``out`` as util.json lays it out.
+
+    Each nested table is passed to ``nested``, which writes it in its place.
+    This is the only place that decides the layout; every text appended is an
+    exact ``str``.
+    """
+    if _is_plain_array(t):
         members: list = []
         hashed: list = []
-        array = v
+        array = t
     else:
-        members, hashed, array = _split_table(v, sort_keys)
+        members, hashed, array = _split_table(t, sort_keys)
     if not members and not hashed and array:
         out.append("[")
-        for i, x in enumerate(array):
-            if i:
-                out.append(",")
-            _encode_fast(x, out, sort_keys, depth)
+        _add_items(array, out, nested)
         out.append("]")
         return
     out.append("{")
     sep = ""
     for k, x in members:
         out.append(sep + _member_name(k) if sep else _member_name(k))
-        _encode_fast(x, out, sort_keys, depth)
+        _add_value(x, out, nested)
         sep = ","
     if hashed:
         out.append(sep + '"__hash":[')
-        for i, (k, x) in enumerate(hashed):
-            if i:
-                out.append(",")
-            _encode_fast(k, out, sort_keys, depth)
-            out.append(",")
-            _encode_fast(x, out, sort_keys, depth)
+        _add_items([y for pair in hashed for y in pair], out, nested)
         out.append("]")
         sep = ","
     if array:
         out.append(sep + '"__array":[')
-        for i, x in enumerate(array):
-            if i:
-                out.append(",")
-            _encode_fast(x, out, sort_keys, depth)
+        _add_items(array, out, nested)
         out.append("]")
     out.append("}")
 
 
-def _encode_into(value: Any, out: list[str], sort_keys: bool, max_depth: int) -> None:
-    """Append the JSON of ``value`` to ``out``: recursively when shallow, else with a stack."""
-    if max_depth >= _FAST_DEPTH:
-        mark = len(out)
-        try:
-            _encode_fast(value, out, sort_keys, 0)
+_RECURSION_LEVELS = 50
+"""Tables nested up to this deep are written recursively (four frames a level at
+most: as many as the 200 levels of the former recursive encoder), deeper ones
+with a stack."""
+
+
+class _Encoder:
+    """Writes a value's JSON into ``out`` with :func:`_layout`.
+
+    Tables are written recursively while they are nested at most
+    ``_RECURSION_LEVELS`` deep, and deeper ones with an explicit stack, so
+    that nesting up to ``max_depth`` never exhausts Python's stack.
+    """
+
+    def __init__(self, out: list[str], sort_keys: bool, max_depth: int) -> None:
+        self.out = out
+        self.sort_keys = sort_keys
+        self.max_depth = max_depth
+        self.level = 0  # how deep the table being written is nested (the top one is 1)
+        self.nested = self.write_nested  # the one bound method passed to every _layout
+        self.recursion_limit = min(max_depth, _RECURSION_LEVELS)
+
+    def write(self, value: Any) -> None:
+        if _is_table(value):
+            self.level = 1  # the top table is never too deep
+            _layout(value, self.sort_keys, self.out, self.nested)
+        else:
+            _add_value(value, self.out, self.nested)
+
+    def write_nested(self, t: Any) -> None:
+        """Write a table found inside the one at ``self.level``."""
+        if self.level >= self.recursion_limit:
+            self._check_depth(self.level)
+            self._write_with_stack(t)
             return
-        except _TooDeep:
-            del out[mark:]
-    if not _is_table(value):
-        out.append(_scalar(value))
-        return
-    stack: list[Iterator[Any]] = [_table_parts(value, sort_keys)]
-    while stack:
-        for part in stack[-1]:
-            cls = part.__class__
-            if cls is _Raw:
-                out.append(part)
-            elif cls is str:
-                out.append(_quote(part))
-            elif _is_table(part):
-                if len(stack) >= max_depth:
-                    raise ValueError(f"tables nested deeper than {max_depth} "
-                                     "(or a table that contains itself)")
-                stack.append(_table_parts(part, sort_keys))
+        self.level += 1
+        _layout(t, self.sort_keys, self.out, self.nested)
+        self.level -= 1
+
+    def _check_depth(self, parent_level: int) -> None:
+        if parent_level >= self.max_depth:
+            raise ValueError(f"tables nested deeper than {self.max_depth} "
+                             "(or a table that contains itself)")
+
+    def _write_with_stack(self, t: Any) -> None:
+        """:meth:`write_nested` without recursion: the pieces of each table
+        (text, and nested tables in their place) are laid out into a list, and
+        the lists being written are kept on a stack."""
+        stack = [self._pieces(t)]
+        while stack:
+            for piece in stack[-1]:
+                if piece.__class__ is str:
+                    self.out.append(piece)
+                    continue
+                self._check_depth(self.level + len(stack))
+                stack.append(self._pieces(piece))
                 break
             else:
-                out.append(_scalar(part))
-        else:
-            stack.pop()
+                stack.pop()
+
+    def _pieces(self, t: Any) -> Iterator[Any]:
+        parts: list = []
+        _layout(t, self.sort_keys, parts, parts.append)
+        return iter(parts)
+
+
+def _encode_into(value: Any, out: list[str], sort_keys: bool, max_depth: int) -> None:
+    """Append the JSON of ``value`` to ``out``."""
+    _Encoder(out, sort_keys, max_depth).write(value)
 
 
 _STRICT_TEXT = {math.inf: _Raw("1e999"), -math.inf: _Raw("-1e999")}

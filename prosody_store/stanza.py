@@ -71,8 +71,10 @@ _BAD_NAME_CHARS = re.compile(r"[<>& '\"]")
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x13\ud800-\udfff]")
 _BAD_ATTR_NAME = re.compile(r"[\x00\x02-\x08\x0b\x0c\x0e-\x13\ud800-\udfff]")
 _OLD_NS_ATTR = re.compile(r"([^|]+)\|(.+)", re.DOTALL)
-_XML_ESCAPES = str.maketrans({"'": "&apos;", '"': "&quot;", "<": "&lt;", ">": "&gt;",
-                              "&": "&amp;"})
+_NEEDS_ESCAPE = re.compile(r"[&<>'\"]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_:.\-]+\Z")
+"""Tag and attribute names :func:`to_xml` writes without further checks."""
+_PLAIN_MAX_DEPTH = 60
 
 
 class StanzaError(Error, ValueError):
@@ -263,7 +265,11 @@ def _from_element(el: ET.Element, parent_ns: str | None, path: list, depth: int)
 
 
 def _escape(text: str) -> str:
-    return text.translate(_XML_ESCAPES)
+    """``' " & < >`` as entities (chained replaces: faster than str.translate here)."""
+    if _NEEDS_ESCAPE.search(text) is None:
+        return text
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("'", "&apos;").replace('"', "&quot;"))
 
 
 def to_xml(table: dict) -> str:
@@ -273,8 +279,61 @@ def to_xml(table: dict) -> str:
     reads ``\\r\\n`` back as ``\\n`` (line-end normalization).
     """
     out: list[str] = []
+    if _write_plain(table, out, None, 0):
+        return "".join(out)
+    out = []
     _write(table, out, None, [], 0)
     return "".join(out)
+
+
+def _write_plain(t: Any, out: list[str], parent_ns: str | None, depth: int) -> bool:
+    """:func:`_write` for plain stanzas (the usual case), fast, without building paths.
+
+    Plain: dicts whose keys are exactly ``name``, ``attr`` and 1..n, names
+    matching ``_PLAIN_NAME`` (so no namespaced or ``|`` attributes), text
+    without control characters, nested at most ``_PLAIN_MAX_DEPTH`` deep.
+    Returns False, with ``out`` half written, for anything else: :func:`_write`
+    then writes it or says what is wrong with it.
+    """
+    if t.__class__ is not dict or depth > _PLAIN_MAX_DEPTH:
+        return False
+    name = t.get("name")
+    attr = t.get("attr")
+    if name.__class__ is not str or attr.__class__ is not dict or not _PLAIN_NAME.match(name):
+        return False
+    n = len(t) - 2
+    if n and not _plain_child_keys(t):
+        return False
+    out.append("<" + name)
+    for k, v in attr.items():
+        if (k.__class__ is not str or v.__class__ is not str or not _PLAIN_NAME.match(k)
+                or _BAD_TEXT.search(v)):
+            return False
+        if not (k == "xmlns" and v == parent_ns):
+            out.append(f" {k}='{_escape(v)}'")
+    if n == 0:
+        out.append("/>")
+        return True
+    out.append(">")
+    ns = attr.get("xmlns")
+    for i in range(1, n + 1):
+        child = t.get(i)
+        if child.__class__ is str:
+            if _BAD_TEXT.search(child):
+                return False
+            out.append(_escape(child))
+        elif not _write_plain(child, out, ns, depth + 1):
+            return False
+    out.append(f"</{name}>")
+    return True
+
+
+def _plain_child_keys(t: dict) -> bool:
+    """Whether the keys other than name and attr are all ints (not True or 1.0)."""
+    for k in t:
+        if k.__class__ is not int and k != "name" and k != "attr":
+            return False
+    return True
 
 
 def _prosody_attrs(attr: dict, path: list) -> dict:

@@ -28,10 +28,6 @@ so an interrupted run can simply be run again.  Stop Prosody (or make it
 read-only) while migrating.
 """
 
-DRIVER_MODULES = ("sqlite3", "psycopg")
-"""Database drivers whose errors are reported in one line, not as a traceback."""
-
-
 def target_data_path(args: argparse.Namespace) -> str:
     """The data directory to migrate into, which need not exist yet."""
     path = args.data_path or os.environ.get("PROSODY_DATA_PATH")
@@ -57,8 +53,7 @@ def run_migration(args: argparse.Namespace, data_path: str, bar: Progress) -> sq
     except sql.SQLError as err:
         raise CommandError(str(err)) from None
     except Exception as err:  # a driver error: one line, not a traceback
-        module = type(err).__module__ or ""
-        if module.startswith(DRIVER_MODULES):
+        if sql.is_driver_error(err):
             raise CommandError(f"database error: {str(err).strip().splitlines()[0]}") from None
         raise
 
