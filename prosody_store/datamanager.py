@@ -733,6 +733,25 @@ class DataManager:
         directory, _name = self._dir_and_name(user, host, store, "dat")
         return self._write_lock(directory, create)
 
+    @contextlib.contextmanager
+    def _locked_list(self, user: Name | None, host: Name | None,
+                     store: Name) -> Iterator[tuple[str, int] | None]:
+        """Under the store's lock: the existing list's path and an open read
+        descriptor (closed on exit), or None if there is no list."""
+        with self.lock(user, host, store) as exists:
+            source = self._existing(user, host, store, "list") if exists else None
+            try:
+                fd = None if source is None else os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                fd = None
+            if fd is None:
+                yield None
+                return
+            try:
+                yield source, fd
+            finally:
+                os.close(fd)
+
     def existing_path(self, user: Name | None, host: Name | None, store: Name,
                       ext: str = "dat") -> str | None:
         """The path of the file that holds the data, or None if there is none.
@@ -1007,27 +1026,19 @@ class DataManager:
             raise ValueError(f"trim_to must be an integer >= 1, not {trim_to!r}")
         if trim_to == 1:
             return True
-        directory, name = self._dir_and_name(user, host, store, "list")
-        path = os.path.join(directory, name)
-        with self._write_lock(directory, create=False):
-            source = self._existing(user, host, store, "list")
-            if source is None:
+        path = self.getpath(user, host, store, "list")
+        with self._locked_list(user, host, store) as opened:
+            if opened is None:
                 return True
-            try:
-                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
+            source, fd = opened
+            offsets = self._offsets(fd, source, write=False)
+            if trim_to > len(offsets):
+                self._list_replace(user, host, store, path, [], None)
                 return True
-            try:
-                offsets = self._offsets(fd, source, write=False)
-                if trim_to > len(offsets):
-                    self._list_replace(user, host, store, path, [], None)
-                    return True
-                cut = offsets[trim_to - 2]
-                kept = array(offsets.typecode, (o - cut for o in offsets[trim_to - 1:]))
-                tail = _copy_ranges(fd, [(cut, offsets[-1])], source)
-                self._list_replace(user, host, store, path, tail, kept)
-            finally:
-                os.close(fd)
+            cut = offsets[trim_to - 2]
+            kept = array(offsets.typecode, (o - cut for o in offsets[trim_to - 1:]))
+            tail = _copy_ranges(fd, [(cut, offsets[-1])], source)
+            self._list_replace(user, host, store, path, tail, kept)
         return True
 
     def list_filter(self, user: Name | None, host: Name | None, store: Name,
@@ -1043,15 +1054,11 @@ class DataManager:
         :class:`CorruptFileError` (changing nothing) on a damaged list.
         """
         path = self.getpath(user, host, store, "list")
-        with self._write_lock(os.path.dirname(path), create=False) as exists:
-            source = self._existing(user, host, store, "list") if exists else None
-            if source is None:
+        with self._locked_list(user, host, store) as opened:
+            if opened is None:
                 return None
-            try:
-                f = open(source, "rb")
-            except FileNotFoundError:
-                return None
-            with f:
+            source, fd = opened
+            with os.fdopen(fd, "rb", closefd=False) as f:
                 result = ListFilterResult(source)
                 ranges, offsets = self._kept_ranges(f, source, keep, result)
                 if dry_run or not result.dropped:
@@ -1091,18 +1098,11 @@ class DataManager:
         None if there is no list.  Writes even with ``write_index=False``:
         asking for it is the point.
         """
-        with self.lock(user, host, store) as exists:
-            source = self._existing(user, host, store, "list") if exists else None
-            if source is None:
+        with self._locked_list(user, host, store) as opened:
+            if opened is None:
                 return None
-            try:
-                fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                return None
-            try:
-                data = lidx.encode_index(lidx.build_offsets(fd))
-            finally:
-                os.close(fd)
+            source, fd = opened
+            data = lidx.encode_index(lidx.build_offsets(fd))
             index = lidx.index_path(source)
             if _read(index) == data:
                 return False
