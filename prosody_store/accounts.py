@@ -189,8 +189,7 @@ def _plain_password(record: Mapping[str, Any]) -> str | bytes | None | bool:
     return plain if len(plain) != 0 else None
 
 
-def derivation_cost(record: Mapping[str, Any] | None, *,
-                    max_iterations: int = PROSODY_MAX_ITERATIONS) -> int:
+def derivation_cost(record: Mapping[str, Any] | None) -> int:
     """The PBKDF2 iterations :func:`verify_password` runs for ``record``.
 
     0 when a plain password decides or the record cannot verify at all; a
@@ -201,7 +200,7 @@ def derivation_cost(record: Mapping[str, Any] | None, *,
         return 0
     if _plain_password(record) is not None:
         return 0
-    params = _scram_params(record, max_iterations)
+    params = _scram_params(record, PROSODY_MAX_ITERATIONS)
     return 0 if params is None else params[3]
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "demo"
@@ -54,7 +55,8 @@ class LiveServer:
     """``prosody-store --data-path DATA serve --listen 127.0.0.1:PORT *args``."""
 
     def __init__(self, data_path: Path, *args: str, admins: tuple[str, ...] = ("admin@localhost",),
-                 log_path: Path | None = None, wrapper: tuple[str, ...] = ()) -> None:
+                 log_path: Path | None = None, wrapper: tuple[str, ...] = (),
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.port = free_port()
         self.data_path = Path(data_path)
         self.log_path = log_path or self.data_path.parent / f"server-{self.port}.log"
@@ -64,9 +66,10 @@ class LiveServer:
         for admin in admins:
             command += ["--admin", admin]
         # wrapper: a command that runs the server, such as setpriv dropping root's
-        # power to ignore file permissions.
+        # power to ignore file permissions; preexec_fn: run in the child before it
+        # starts (resource limits, say).
         self.proc = subprocess.Popen([*wrapper, *command, *args], cwd=ROOT, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
@@ -81,7 +84,9 @@ class LiveServer:
                 time.sleep(0.05)
 
     def log(self) -> str:
-        self._log.flush()
+        """What the server printed so far (all of it, after close())."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def request(self, method: str, path: str, body: bytes | str | None = None,

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from prosody_store.accounts import (
     CredentialCache,
+    derivation_cost,
     fingerprint,
     hash_password,
     scram_keys,
@@ -481,3 +482,13 @@ def test_cache_is_thread_safe():
         t.join()
     assert not errors
     assert len(cache) <= 50
+
+
+def test_derivation_cost():
+    """The PBKDF2 rounds verify_password runs: what a service pads failed logins with."""
+    assert derivation_cost(BOB) == 4096
+    assert derivation_cost({**BOB, "iteration_count": 4096.0}) == 4096
+    assert derivation_cost({"password": "x", **BOB}) == 0      # the plain password decides
+    assert derivation_cost({**BOB, "disabled": True}) == 0
+    assert derivation_cost({**BOB, "iteration_count": 2**31}) == 0  # Prosody refuses it
+    assert derivation_cost(None) == 0 and derivation_cost({}) == 0

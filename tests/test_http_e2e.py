@@ -6,16 +6,12 @@ Needs root (prosodyctl drops to the prosody user), Debian's prosody and lua5.4.
 """
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -24,30 +20,18 @@ from prosody_store import json as pjson
 from prosody_store.datamanager import DataManager
 from prosody_store.serialization import dump_dat, dump_item
 from tests.conftest import skip_or_fail
+from tests.live_server import LiveServer, basic, request
 from tests.oracle import run_lua
 from tests.tagged import canon, canon_tagged, to_tagged
 
 pytestmark = pytest.mark.interop
 
-ROOT = Path(__file__).resolve().parent.parent
 HOST = "localhost"
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 
 
-def _basic(jid: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{jid}:{password}".encode()).decode()
-
-
-ALICE = _basic("alice@localhost", "wonderland")
-ADMIN = _basic("admin@localhost", "demo-admin")
-PLAIN = _basic("pat@localhost", "plain-pw")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ALICE = basic("alice@localhost", "wonderland")
+ADMIN = basic("admin@localhost", "demo-admin")
+PLAIN = basic("pat@localhost", "plain-pw")
 
 
 @pytest.fixture(scope="module")
@@ -88,45 +72,9 @@ def prosody_dir(oracle):
 
 @pytest.fixture(scope="module")
 def server(prosody_dir):
-    """The service as a subprocess; yields its port."""
-    port = _free_port()
-    log = open(prosody_dir.parent / "server.log", "w+b")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prosody_store", "--data-path", str(prosody_dir), "serve",
-         "--listen", f"127.0.0.1:{port}", "--admin", "admin@localhost"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited ({proc.returncode}): {log.read().decode(errors='replace')}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("server did not accept connections in time")
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-        log.close()
-
-
-def request(port, method, path, body=None, headers=None, timeout=60):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
+    """The service as a subprocess (tests/live_server.py); yields its port."""
+    with LiveServer(prosody_dir, log_path=prosody_dir.parent / "server.log") as live:
+        yield live.port
 
 
 def prosody_load(oracle, data, user, store, host=HOST):
@@ -225,13 +173,13 @@ def test_refusals_over_http(server, prosody_dir):
     # else the host the client asked for.
     cases = [
         ("GET", "/data/roster", None, {}, "127.0.0.1"),
-        ("GET", "/data/roster", None, {"Authorization": _basic("alice@localhost", "nope")}, "localhost"),
+        ("GET", "/data/roster", None, {"Authorization": basic("alice@localhost", "nope")}, "localhost"),
         ("GET", "/data/roster", None, {"Authorization": "Bearer xyz"}, "127.0.0.1"),
         ("GET", "/data/roster", None, {"Authorization": "Basic %%%"}, "127.0.0.1"),
-        ("GET", "/data/roster", None, {"Authorization": _basic("alice", "wonderland")}, "127.0.0.1"),
-        ("GET", "/data/roster", None, {"Authorization": _basic("alice@example.com", "wonderland")},
+        ("GET", "/data/roster", None, {"Authorization": basic("alice", "wonderland")}, "127.0.0.1"),
+        ("GET", "/data/roster", None, {"Authorization": basic("alice@example.com", "wonderland")},
          "127.0.0.1"),
-        ("PUT", "/data/x", '"scalar"', {"Authorization": _basic("zed@localhost", "nope"),
+        ("PUT", "/data/x", '"scalar"', {"Authorization": basic("zed@localhost", "nope"),
                                         "Content-Type": "application/json"}, "localhost"),
     ]
     for method, path, body, headers, realm_host in cases:

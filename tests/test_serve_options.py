@@ -11,11 +11,10 @@ import resource
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.live_server import ROOT, LiveServer, demo_auth, demo_copy, free_port, request
+from tests.live_server import ROOT, LiveServer, demo_auth, demo_copy, free_port
 
 RUN_TIMEOUT = 30  # seconds: a refused option must exit long before this
 
@@ -114,47 +113,25 @@ def _file_limit(soft: int, hard: int):
     return apply
 
 
-class Server:
+def open_file_limit(pid: int) -> int:
+    """The soft open-file limit of a running process."""
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no open-file limit in /proc")
+
+
+def limited_server(tmp_path, *args: str, soft: int, hard: int) -> LiveServer:
     """``serve`` on a copy of the demo data with the open-file limits ``soft``/``hard``."""
+    return LiveServer(demo_copy(tmp_path), *args, preexec_fn=_file_limit(soft, hard))
 
-    def __init__(self, tmp_path, *args: str, soft: int, hard: int) -> None:
-        data = demo_copy(tmp_path)
-        self.port = free_port()
-        self.log = tmp_path / "server.log"
-        command = [sys.executable, "-m", "prosody_store", "--data-path", str(data), "serve",
-                   "--listen", f"127.0.0.1:{self.port}", *args]
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                         preexec_fn=_file_limit(soft, hard))
-        end = time.monotonic() + RUN_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > end:
-                    self.close()
-                    raise AssertionError("server did not start") from None
-                time.sleep(0.05)
 
-    def open_file_limit(self) -> int:
-        for line in open(f"/proc/{self.proc.pid}/limits"):
-            if line.startswith("Max open files"):
-                return int(line.split()[3])
-        raise AssertionError("no open-file limit in /proc")
-
-    def close(self) -> str:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        text = self.log.read_text()
-        assert "Traceback" not in text, text
-        return text
+def closed_log(server: LiveServer) -> str:
+    """Stop the server; what it printed, which must hold no traceback."""
+    server.close()
+    text = server.log()
+    assert "Traceback" not in text, text
+    return text
 
 
 needs_rlimit = pytest.mark.skipif(not hasattr(resource, "RLIMIT_NOFILE")
@@ -166,13 +143,13 @@ needs_rlimit = pytest.mark.skipif(not hasattr(resource, "RLIMIT_NOFILE")
 def test_connection_limit_beyond_open_file_limit_is_lowered(tmp_path):
     """With a hard limit of 256 open files, --connection-limit 1000 cannot be met:
     the server says so on one line, lowers its limit to fit, and serves."""
-    server = Server(tmp_path, "--connection-limit", "1000", soft=256, hard=256)
+    server = limited_server(tmp_path, "--connection-limit", "1000", soft=256, hard=256)
     try:
-        status, _, _ = request(server.port, "GET", "/data/roster", headers=demo_auth("alice"),
-                               timeout=10)
+        status, _, _ = server.request("GET", "/data/roster", headers=demo_auth("alice"),
+                                      timeout=10)
         assert status == 200
     finally:
-        text = server.close()
+        text = closed_log(server)
     warnings = [line for line in text.splitlines() if "connection limit" in line]
     assert len(warnings) == 1 and "256" in warnings[0], text
 
@@ -184,9 +161,9 @@ def test_soft_open_file_limit_is_raised_for_the_connection_limit(tmp_path):
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 4096:
         pytest.skip(f"hard open-file limit {hard} is below 4096")
-    server = Server(tmp_path, soft=1024, hard=4096)
+    server = limited_server(tmp_path, soft=1024, hard=4096)
     try:
-        assert server.open_file_limit() > 3000
+        assert open_file_limit(server.proc.pid) > 3000
     finally:
-        text = server.close()
+        text = closed_log(server)
     assert "warning" not in text, text

@@ -113,10 +113,11 @@ class Authenticator:
             raise AuthError("account unreadable") from None
         if not isinstance(record, dict):
             raise AuthError("no usable account record")
-        cost = derivation_cost(record, max_iterations=self.max_iterations)
-        if cost == 0 and derivation_cost(record) > self.max_iterations:
+        cost = derivation_cost(record)
+        if cost > self.max_iterations:  # never derived: the failure pads to a normal login
             log.warning("account of %s asks for more PBKDF2 iterations than --max-iterations "
                         "(%d): refused", jid, self.max_iterations)
+            raise AuthError("iteration count above the limit")
         spent[0] = cost
         if not verify_password(record, password, max_iterations=self.max_iterations):
             raise AuthError("wrong password")
