@@ -40,7 +40,7 @@ import io
 import json
 import math
 import re
-from itertools import compress
+from itertools import compress, repeat
 from json.encoder import encode_basestring_ascii
 from operator import not_
 from typing import Any, Callable
@@ -276,14 +276,18 @@ def _nests_within(s: bytes, limit: int) -> bool:
     """True when the tables of ``s`` (tabs removed) nest at most ``limit`` deep.
 
     Only called on text the JSON reader would accept as Prosody's layout:
-    there every non-empty table opens with ``{`` and a line end (a space
-    before the line end is declined by the caller) and closes with a line
-    start and ``}``, or else leaves an opening brace unmatched in the
-    skeleton, which declines.  An empty table ``{}`` adds at most one level,
-    hence ``limit - 1`` rounds of removing innermost pairs.
+    there every non-empty table opens with ``{`` and a line end and closes
+    with a line start and ``}``, or else leaves an opening brace unmatched in
+    the skeleton, which declines.  A line that ends in a space is not
+    Prosody's layout either (the skeleton would no longer see where it ends),
+    so such text is declined before the skeleton is built.  An empty table
+    ``{}`` adds at most one level, hence ``limit - 1`` rounds of removing
+    innermost pairs.
     """
     if s.count(b"{") <= limit:
         return True  # every table has an opening brace
+    if b" \n" in s:
+        return False
     layout = s.translate(None, _NOT_LAYOUT)
     skeleton = (layout.replace(b"{\n", _OPEN + b"\n").replace(b"\n}", b"\n" + _CLOSE)
                 .translate(None, _NOT_SKELETON))
@@ -295,6 +299,23 @@ def _nests_within(s: bytes, limit: int) -> bool:
             return False  # unbalanced: a table closed some other way
         skeleton = shorter
     return not skeleton
+
+
+def _items_nest_within(items: list[bytes], limit: int) -> bool:
+    """:func:`_nests_within` for each item of a list.
+
+    An item holding at most ``limit`` opening braces nests at most that deep,
+    which settles nearly every item with one count; only an item with more
+    braces gets the full check.  (Checking the whole segment at once would
+    take the full check every time, as a segment of many small items holds
+    many braces.)  A raw newline is never inside a string the JSON reader
+    accepts, so the boundary text always separates two items.
+    """
+    counts = map(bytes.count, items, repeat(b"{"))
+    for item, count in zip(items, counts):
+        if count > limit and not _nests_within(item, limit):
+            return False
+    return True
 
 
 def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
@@ -315,12 +336,17 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     if not _only_indentation_tabs(s):
         return None  # a raw tab elsewhere, which deleting would lose
     s = s.replace(b"\t", b"")
-    if _OPEN_THEN_FIELD.search(s) or b" \n" in s:
-        return None  # see _nests_within for the line ending in a space
-    if not _nests_within(s, MAX_DEPTH):
+    if _OPEN_THEN_FIELD.search(s):
         return None
     if items:
-        s = s.replace(b");\nitem(", b",\r      ")
+        # Split at the statement boundaries: each item is checked on its own,
+        # and joining the parts makes the JSON array's commas.
+        parts = s.split(b");\nitem(")
+        if not _items_nest_within(parts, MAX_DEPTH):
+            return None
+        s = b",\r      ".join(parts)
+    elif not _nests_within(s, MAX_DEPTH):
+        return None
     if s.count(b'"] = ') != s.count(b'\n["'):
         # A string that starts with "] = " would look like the end of a key.
         # (A key start not after ";" or "{" is never converted and fails later.)

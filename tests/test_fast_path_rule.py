@@ -227,3 +227,22 @@ def test_json_brackets_in_strings_do_not_count(spies):
     doc = b'[' + b'"[[[[",' * 200 + b'1]'
     assert pjson.loads(doc)[-1] == 1
     assert spies[2].calls == [True]
+
+
+def test_deep_item_among_many_shallow_ones_is_declined(spies):
+    # The segment holds far more than FAST_PATH_MAX_DEPTH braces in shallow
+    # items; the one deep item alone must send it to the parser.
+    # Without indentation, so that only the nesting check can decline it.
+    deep = nested_dat(ser.FAST_PATH_MAX_DEPTH + 1)[len(b"return "):-2].replace(b"\t", b"")
+    shallow = dump_item({"a": {"b": {}}})
+    data = shallow * 100 + b"item(" + deep + b");\n" + shallow * 100
+    assert _fast_reader.read_items(data, ser._parse_key) is None
+    items = list(iter_list(data))
+    assert len(items) == 201 and depth_of(items[100]) == ser.FAST_PATH_MAX_DEPTH + 1
+
+
+def test_item_with_many_shallow_tables_stays_on_the_fast_path():
+    # More braces than FAST_PATH_MAX_DEPTH in one item, nested two deep.
+    item = {"t%d" % i: {"x": {}} for i in range(200)}
+    data = dump_item(item) + dump_item("x")
+    assert _fast_reader.read_items(data, ser._parse_key) == [item, "x"]
