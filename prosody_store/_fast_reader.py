@@ -452,8 +452,14 @@ def _translate(body: bytes, items: bool) -> tuple[bytes, int] | None:
 
 
 def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
-    """The items of whole ``item(...);\\n`` statements, or None to decline."""
-    if not (segment.startswith(b"item(") and segment.endswith(b");\n")):
+    """The items of whole ``item(...);\\n`` statements, or None to decline.
+
+    Each statement must start a line: an indented one (``\\titem(``) would
+    pass for one at a line start once the indentation tabs are gone (a tab
+    is never inside a string here: Prosody escapes it, and
+    :func:`_only_indentation_tabs` declines any other).
+    """
+    if not (segment.startswith(b"item(") and segment.endswith(b");\n")) or b"\titem(" in segment:
         return None
     translated = _translate(segment[5:-3], items=True)
     if translated is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from prosody_store.datamanager import DataManager
 from prosody_store.paths import Name
 
-__all__ = ["DAY", "ExpireResult", "expire_list", "parse_duration"]
+__all__ = ["DAY", "MAX_DURATION", "ExpireResult", "expire_list", "parse_duration"]
 
 DAY = 86400
 # As mod_mam's multipliers: "m" is a month of 31 days there, so it is here.
@@ -34,7 +34,12 @@ _UNITS = {
     "m": 31 * DAY, "month": 31 * DAY, "months": 31 * DAY,
     "y": 365.2425 * DAY, "year": 365.2425 * DAY, "years": 365.2425 * DAY,
 }
-_DURATION = re.compile(r"\s*(\d+)\s*([a-z]*)\s*\Z")
+# ASCII only, as Lua's %d and %s: int() and \d would take any script's digits
+# ("١٢" as 12).
+_DURATION = re.compile(r"\s*([0-9]+)\s*([a-z]*)\s*\Z", re.ASCII)
+
+MAX_DURATION = 10_000 * _UNITS["y"]
+"""The longest duration :func:`parse_duration` accepts: ten thousand years."""
 
 
 def parse_duration(text: str) -> float | None:
@@ -42,16 +47,20 @@ def parse_duration(text: str) -> float | None:
 
     Units as mod_mam's ``archive_expires_after``: none or ``s`` seconds, ``d``
     days, ``w`` weeks, ``m`` months of 31 days, ``y`` years of 365.2425 days;
-    also ``min`` and ``h``.  Raises ValueError for anything else (mod_mam
-    would silently read an unknown unit as seconds).
+    also ``min`` and ``h``.  Digits and blanks are ASCII.  Raises ValueError
+    for anything else (mod_mam would silently read an unknown unit as
+    seconds), and for more than :data:`MAX_DURATION`.
     """
-    low = text.strip().lower()
-    if low == "never":
+    shown = repr(text) if len(text) <= 40 else repr(text[:37]) + "..."
+    m = _DURATION.match(text.lower()) if text.isascii() else None
+    if m is None and text.isascii() and text.strip(" \t\n\r\f\v").lower() == "never":
         return None
-    m = _DURATION.match(low)
     if not m or m.group(2) not in _UNITS:
-        raise ValueError(f"{text!r} is not a duration (like 90d, 2w, 6m, 1y, 12h)")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+        raise ValueError(f"{shown} is not a duration (like 90d, 2w, 6m, 1y, 12h)")
+    digits = m.group(1).lstrip("0")
+    if len(digits) > 15 or int(digits or 0) * _UNITS[m.group(2)] > MAX_DURATION:
+        raise ValueError(f"{shown} is too long a duration (at most 10000 years)")
+    return int(digits or 0) * _UNITS[m.group(2)]
 
 
 @dataclass

@@ -84,11 +84,15 @@ Views
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import fcntl
+import io
+import logging
 import os
 import re
+import stat
 import sys
 import threading
 import time
@@ -96,9 +100,10 @@ import weakref
 from array import array
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterable, Iterator, overload
+from typing import IO, Any, Callable, ContextManager, Iterable, Iterator, overload
 
 from prosody_store import lidx
+from prosody_store.errors import StorageError
 from prosody_store.paths import (
     GLOBAL_HOST,
     InvalidNameError,
@@ -129,6 +134,7 @@ __all__ = [
     "InvalidNameError",
     "KeyvalView",
     "ListFilterResult",
+    "ListBusyError",
     "ListRecovery",
     "ListView",
     "ListsView",
@@ -136,8 +142,11 @@ __all__ = [
     "StoreError",
     "StoreFile",
     "atomic_write",
+    "damaged_copy_name",
     "name_sort_key",
 ]
+
+log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".prosody_store."
 TEMP_SUFFIX = "~"
@@ -177,6 +186,11 @@ def _rebuild_corrupt(state: dict) -> CorruptFileError:
     err.__dict__.update(state)
     ValueError.__init__(err, str(err))
     return err
+
+
+class ListBusyError(StoreError, OSError):
+    """An append found the end of a list changing under it, again and again:
+    another process that takes no lock is writing it.  Try again later."""
 
 
 @dataclass
@@ -381,14 +395,45 @@ def _read(path: str) -> bytes | None:
         return None
 
 
+def _storage_error(err: OSError, path: str | bytes, action: str) -> StorageError:
+    """``err`` as a :class:`~prosody_store.errors.StorageError` naming ``path`` as text."""
+    code = err.errno
+    reason = err.strerror or (os.strerror(code) if code else str(err))
+    return StorageError(code, reason, os.fsdecode(path), action)
+
+
 def _lexists(path: str) -> bool:
     """Whether the entry exists.  Errors other than "not there" (a directory we
-    may not search, say) are raised: a store we cannot read is not an empty one."""
+    may not search, a path component that is not a directory) are a
+    StorageError: a store we cannot read is not an empty one."""
     try:
         os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return False
+    except OSError as err:
+        raise _storage_error(err, path, "access") from None
     return True
+
+
+def _is_dir(path: str | bytes) -> bool:
+    """Whether ``path`` is a directory (symlinks followed); False if it does not
+    exist, a StorageError if that cannot be told (permission denied, say)."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise _storage_error(err, path, "access") from None
+
+
+def _is_file(path: str | bytes) -> bool:
+    """Whether ``path`` is a regular file (symlinks followed); as :func:`_is_dir`."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise _storage_error(err, path, "access") from None
 
 
 def _mkdir(path: str) -> None:
@@ -428,6 +473,85 @@ def _dir_lock(directory: str) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
+# A last statement that does not parse is looked at again after this pause,
+# so that a live writer that takes no lock (Prosody) can finish its write;
+# after this many rounds of changes the append gives up (ListBusyError).
+_SETTLE_SECONDS = 0.05
+_SETTLE_ROUNDS = 5
+_TAIL_WINDOW = 1 << 12
+
+
+class _FdReader(io.RawIOBase):
+    """Bytes ``[pos, end)`` of an open file through ``pread``: the descriptor's
+    own offset is left alone, so an append through it still goes to the end."""
+
+    def __init__(self, fd: int, pos: int, end: int) -> None:
+        super().__init__()
+        self._fd, self._pos, self._end = fd, pos, end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._end - self._pos)
+        if n <= 0:
+            return 0
+        chunk = os.pread(self._fd, n, self._pos)
+        buffer[:len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+
+def _pread_exact(fd: int, n: int, pos: int) -> bytes:
+    return io.BufferedReader(_FdReader(fd, pos, pos + n)).read()
+
+
+def _last_statement_start(fd: int, size: int) -> int:
+    """Offset of the last line of a list that starts with ``item`` (0 if none).
+
+    Prosody starts every statement on a line of its own and never writes a
+    raw line end inside a value, so the last statement starts there or later.
+    """
+    window = _TAIL_WINDOW
+    while True:
+        start = max(size - window, 0)
+        found = os.pread(fd, size - start, start).rfind(b"\nitem")
+        if found >= 0:
+            return start + found + 1
+        if start == 0:
+            return 0
+        window *= 4
+
+
+def _whole_statements_end(fd: int, size: int, start: int) -> tuple[int, LuaSyntaxError | None]:
+    """Where the whole statements of an open list from ``start`` on end, and
+    the error that stopped the reading: ``(size, None)`` when all of it
+    parses, else the end of the last statement before the one that does not.
+    """
+    end = start
+    if size - start <= _TAIL_WINDOW:
+        source: bytes | IO[bytes] = os.pread(fd, size - start, start)
+    else:
+        source = io.BufferedReader(_FdReader(fd, start, size))
+    try:
+        for offset, _ in iter_list_with_offsets(source):
+            end = start + offset
+    except LuaSyntaxError as err:
+        return end, err
+    return size, None
+
+
+def damaged_copy_name(path: str) -> str:
+    """A free name beside a damaged file for keeping its bytes: ``<file>.damaged-<UTC time>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"{path}.damaged-{stamp}"
+    n = 1
+    while os.path.lexists(name):
+        n += 1
+        name = f"{path}.damaged-{stamp}-{n}"
+    return name
+
+
 def _line_of(fd: int, pos: int) -> int:
     """1-based line number of byte ``pos`` of an open file."""
     line, off = 1, 0
@@ -445,17 +569,19 @@ def _corrupt_piece(err: LuaSyntaxError, path: str, line: int, start: int) -> Cor
     return CorruptFileError(err, path, line_offset=line - 1, pos_offset=start)
 
 
+class _IndexMismatch(Exception):
+    """The index entry read does not hold exactly one item statement."""
+
+
 def _parse_piece(raw: bytes, path: str, fd: int, start: int) -> Any:
     """The single item of one index entry's bytes."""
     try:
-        items = list(iter_list(raw))
+        statements = list(iter_list_with_offsets(raw))
     except LuaSyntaxError as err:
         raise _corrupt_piece(err, path, _line_of(fd, start), start) from None
-    if len(items) > 1:
-        err = LuaSyntaxError("several items in one index entry (the .lidx does not match)",
-                             raw, 0)
-        raise _corrupt_piece(err, path, _line_of(fd, start), start)
-    return items[0] if items else None  # item(nil): nothing, as Prosody's loader sees it
+    if len(statements) > 1:
+        raise _IndexMismatch
+    return statements[0][1] if statements else None  # item(nil): nothing, as Prosody's loader sees it
 
 
 # ---------------------------------------------------------------------------
@@ -479,9 +605,17 @@ class ListView(Sequence):
                  rebuild: Callable[[], array] | None = None) -> None:
         self._fd = fd
         self.path = path
+        self.exists = fd >= 0
+        """False for the empty view of a list that does not exist."""
         self._offsets = offsets
         self._rebuild = rebuild
-        self._finalizer = weakref.finalize(self, os.close, fd)
+        self._finalizer = weakref.finalize(self, os.close, fd) if fd >= 0 else \
+            weakref.finalize(self, int)
+
+    @classmethod
+    def missing(cls, path: str) -> "ListView":
+        """The view of a list that does not exist at ``path``: no items, no file open."""
+        return cls(-1, path, lidx.new_offsets())
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -506,8 +640,12 @@ class ListView(Sequence):
     # -- reading -----------------------------------------------------------------
 
     def stat(self) -> os.stat_result:
-        """``os.stat`` of the open file: the list as it was when the view was opened."""
-        return os.fstat(self._check_open())
+        """``os.stat`` of the open file: the list as it was when the view was opened.
+        Raises FileNotFoundError for the view of a list that does not exist."""
+        fd = self._check_open()
+        if not self.exists:
+            raise FileNotFoundError(errno.ENOENT, "no such list", self.path)
+        return os.fstat(fd)
 
     def __len__(self) -> int:
         return len(self._offsets)
@@ -516,29 +654,49 @@ class ListView(Sequence):
         return (self._offsets[i - 1] if i else 0), self._offsets[i]
 
     def _read_items(self, lo: int, hi: int) -> tuple[bytes, int] | None:
-        """Bytes of items lo..hi-1 plus one byte before and 4 after, and their offset.
+        """Bytes of items lo..hi-1 plus 4 after, and their offset.
 
-        None if the index does not match the file there.
+        None if the index does not match the file there: every entry but the
+        last must end where an ``item`` starts (at a line start in Prosody's
+        layout; after another item on the same line, or indented, elsewhere).
         """
         fd = self._check_open()
         start, end = self._bounds(lo)[0], self._offsets[hi - 1]
         size = self._offsets[-1]
-        base = max(start - 1, 0)
-        block = os.pread(fd, min(end + 4, size) - base, base)
+        block = os.pread(fd, min(end + 4, size) - start, start)
         for k in range(lo, hi + 1):
             pos = self._offsets[k - 1] if k else 0
             if pos == 0 or pos == size:
                 continue
-            rel = pos - base
-            if block[rel - 1:rel] != b"\n" or block[rel:rel + 4] != b"item":
+            rel = pos - start
+            if block[rel:rel + 4] != b"item":
                 return None
-        return block, base
+        return block, start
 
     def _fix_index(self) -> None:
         if self._rebuild is None:
             raise CorruptFileError(
                 LuaSyntaxError("the .lidx index does not match the list", b"", 0), self.path)
-        self._offsets, self._rebuild = self._rebuild(), None
+        offsets, self._rebuild = self._rebuild(), None
+        if offsets != self._offsets:  # else the index was right and the list is damaged
+            log.warning("%s: its index does not match the list where it was read; rebuilt",
+                        self.path)
+        self._offsets = offsets
+
+    def _position(self, offset: int) -> int:
+        """The number of the item that starts at byte ``offset`` (``len`` at the end).
+
+        Used after a rebuild of the index, to go on where reading stopped; an
+        offset that no longer starts an item means the list does not match
+        what was already read from it.
+        """
+        if offset == 0:
+            return 0
+        k = bisect.bisect_left(self._offsets, offset)
+        if k == len(self._offsets) or self._offsets[k] != offset:
+            raise CorruptFileError(
+                LuaSyntaxError("the list does not match its index", b"", 0), self.path)
+        return k + 1
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -561,14 +719,21 @@ class ListView(Sequence):
                 raise IndexError("list index out of range")
             got = self._read_items(k, k + 1)
             if got is not None:
-                break
+                block, base = got
+                start, end = self._bounds(k)
+                try:
+                    return _parse_piece(block[start - base:end - base], self.path, self._fd,
+                                        start)
+                except _IndexMismatch:
+                    pass
+                except CorruptFileError:
+                    if self._rebuild is None:
+                        raise  # the index is the list's own: the list is damaged
             self._fix_index()
-        block, base = got
-        start, end = self._bounds(k)
-        return _parse_piece(block[start - base:end - base], self.path, self._fd, start)
 
     def _iter_range(self, lo: int, hi: int) -> Iterator[Any]:
         i = lo
+        whole = hi >= len(self._offsets)
         while i < min(hi, len(self._offsets)):
             hi = min(hi, len(self._offsets))
             block_start = self._bounds(i)[0]
@@ -576,11 +741,25 @@ class ListView(Sequence):
             while j < hi and self._offsets[j] - block_start <= _BLOCK:
                 j += 1
             got = self._read_items(i, j)
+            if got is not None:
+                block, base = got
+                try:
+                    values = list(self._parse_block(block, base, i, j))
+                except _IndexMismatch:
+                    got = None
+                except CorruptFileError:
+                    if self._rebuild is None:
+                        raise  # the index is the list's own: the list is damaged
+                    got = None
             if got is None:
+                # Rebuild, then go on from the same byte: items already
+                # yielded were each checked to be exactly one statement.
+                end = self._offsets[hi - 1]
                 self._fix_index()
+                i = self._position(block_start)
+                hi = len(self._offsets) if whole else self._position(end)
                 continue
-            block, base = got
-            yield from self._parse_block(block, base, i, j)
+            yield from values
             i = j
 
     def _parse_block(self, block: bytes, base: int, i: int, j: int) -> Iterator[Any]:
@@ -860,6 +1039,53 @@ class DataManager:
             self._index_append(lidx.index_path(path), start, end)
         return True
 
+    def _seal_tail(self, fd: int, path: str) -> bytes:
+        """Make the end of an existing list a place where a new item may start.
+
+        Returns the bytes to write before the item: a line end when the last
+        statement is whole but its line is not ended (``item(1);`` without a
+        newline).  A last statement that does not parse (a writer crashed in
+        the middle of it) is moved aside: its bytes are kept in a
+        ``<list>.damaged-<UTC time>`` file beside the list (see
+        :func:`damaged_copy_name`), then cut off the list, so the new item is
+        never glued onto it.  A tail that changes while it is looked at
+        belongs to a live writer that does not take our lock (Prosody): it is
+        looked at again once it has settled.  Raises :class:`ListBusyError`
+        if it never settles, :class:`CorruptFileError` if the damage is not
+        only in the last statement (``verify --repair`` is then the tool).
+        """
+        for _ in range(_SETTLE_ROUNDS):
+            st = os.fstat(fd)
+            last = _last_statement_start(fd, st.st_size)
+            keep, _ = _whole_statements_end(fd, st.st_size, last)
+            if keep == st.st_size:
+                end = os.pread(fd, 1, st.st_size - 1) if st.st_size else b"\n"
+                return b"" if end == b"\n" else b"\n"
+            time.sleep(_SETTLE_SECONDS)
+            now = os.fstat(fd)
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                continue  # a live writer: look again
+            # Read from the start: the last line that starts with "item" may
+            # lie inside an unusual statement that began earlier.
+            keep, err = _whole_statements_end(fd, st.st_size, 0)
+            if err is None:
+                return b"\n"  # it all parses after all; start the item on a line of its own
+            if keep < last:
+                raise CorruptFileError(err, path)  # damaged before its last statement
+            self._move_tail_aside(fd, path, keep, st.st_size)
+            return b""
+        raise ListBusyError(errno.EBUSY, "the list kept changing (another writer is busy)", path)
+
+    def _move_tail_aside(self, fd: int, path: str, keep: int, size: int) -> None:
+        torn = _pread_exact(fd, size - keep, keep)
+        copy = damaged_copy_name(path)
+        atomic_write(copy, (torn,), self.durable)
+        os.ftruncate(fd, keep)
+        if self.durable:
+            os.fdatasync(fd)
+        log.warning("%s: moved an unfinished last item (%d bytes at offset %d) to %s",
+                    path, len(torn), keep, copy)
+
     def _adopt_legacy_list(self, user, host, store, path: str) -> None:
         """Move a list that exists only in the unencoded store spelling to the current one."""
         if os.path.lexists(path):
@@ -875,18 +1101,21 @@ class DataManager:
         _remove(lidx.index_path(legacy))
 
     def _append(self, path: str, line: bytes) -> tuple[int, int]:
-        """One ``write`` of ``line`` at the end of ``path``; returns its (start, end) offsets."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+        """One ``write`` of ``line`` at the end of ``path`` (after :meth:`_seal_tail`);
+        returns the item's (start, end) offsets."""
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o666)
         try:
             try:
-                n = os.write(fd, line)
+                prefix = self._seal_tail(fd, path)
+                data = prefix + line
+                n = os.write(fd, data)
                 end = os.lseek(fd, 0, os.SEEK_CUR)
-                start = end - n
-                if n != len(line):
-                    os.ftruncate(fd, start)  # never leave half an item behind
+                start = end - n + len(prefix)
+                if n != len(data):
+                    os.ftruncate(fd, end - n)  # never leave half an item behind
                     # A regular file takes fewer bytes only when there is no room.
-                    raise OSError(errno.ENOSPC, f"short write ({n} of {len(line)} bytes)", path)
+                    raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes)", path)
             except OSError:
                 if os.fstat(fd).st_size == 0:  # a file this append created: leave none
                     with contextlib.suppress(OSError):
@@ -1109,12 +1338,47 @@ class DataManager:
             atomic_write(index, (data,), durable=False)
             return True
 
+    def list_index_problem(self, user: Name | None, host: Name | None,
+                           store: Name) -> str | None:
+        """What is wrong with a list's ``.lidx``, or None when it matches the
+        list entry for entry (or there is no list, or no index: Prosody
+        before 13 keeps none).  Reads the whole list; :meth:`list_reindex`
+        fixes what this finds."""
+        path = self._existing(user, host, store, "list")
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            offsets, why = lidx.load_index(lidx.index_path(path), os.fstat(fd).st_size)
+            if why == lidx.MISSING:
+                return None
+            if offsets is None:
+                return why
+            actual = lidx.build_offsets(fd)
+        finally:
+            os.close(fd)
+        if offsets == actual:
+            return None
+        for k, (ours, theirs) in enumerate(zip(offsets, actual)):
+            if ours != theirs:
+                return f"entry {k + 1} ends at byte {ours}, the item there at byte {theirs}"
+        return f"{len(offsets)} entries for {len(actual)} items"
+
     def _offsets(self, fd: int, path: str, write: bool) -> array:
-        """The item end offsets of an open list: its ``.lidx`` if valid, else rebuilt."""
-        # Not strict: O(1) checks here, each item's boundaries are checked on reading.
-        offsets = lidx.read_index(lidx.index_path(path), os.fstat(fd).st_size, strict=False)
+        """The item end offsets of an open list: its ``.lidx`` if it fits, else rebuilt.
+
+        A stale index (the list changed since) is routine where a writer keeps
+        no index (Prosody before 13); a damaged one is logged as a warning.
+        """
+        index = lidx.index_path(path)
+        offsets, why = lidx.load_index(index, os.fstat(fd).st_size)
         if offsets is not None:
             return offsets
+        if why not in (lidx.MISSING, lidx.STALE):
+            log.warning("%s: %s; rebuilt from the list", index, why)
         return self._rebuild_index(fd, path, write)
 
     def _rebuild_index(self, fd: int, path: str, write: bool) -> array:
@@ -1134,19 +1398,21 @@ class DataManager:
                                       (lidx.encode_index(offsets),), durable=False)
         return offsets
 
-    def list_open(self, user: Name | None, host: Name | None, store: Name) -> ListView | None:
-        """A lazy :class:`ListView` of the list, or None if there is none.
+    def list_open(self, user: Name | None, host: Name | None, store: Name) -> ListView:
+        """A lazy :class:`ListView` of the list; an empty one, whose ``exists``
+        is False, if there is none (so ``with dm.list_open(...) as view`` works
+        in every case).
 
         Uses the ``.lidx`` if it matches the list; otherwise builds the index
         (as Prosody 13 does) and writes it unless ``write_index`` is False.
         """
         path = self._existing(user, host, store, "list")
         if path is None:
-            return None
+            return ListView.missing(self.getpath(user, host, store, "list"))
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
-            return None
+            return ListView.missing(path)
         try:
             offsets = self._offsets(fd, path, write=True)
         except BaseException:
@@ -1158,11 +1424,23 @@ class DataManager:
                      repair: bool = False) -> ListRecovery | None:
         """Read what can be read from a damaged list; report the damaged byte ranges.
 
-        The file is cut before every line that starts with ``item`` and each
-        piece is parsed on its own.  With ``repair=True`` (under the lock) a
-        damaged list is rewritten with the bytes of its good pieces only, and
-        its ``.lidx`` removed.  None if there is no list.
+        The list is read statement by statement, in every layout the reader
+        takes (several items on a line, indented ones, comments); a statement
+        that does not read starts a damaged region, which runs to the next
+        line whose first token is ``item``, where reading resumes
+        (:func:`~prosody_store.serialization.list_pieces`).  A list that reads
+        has every item and no damaged region.
+
+        With ``repair=True`` (under the lock) a damaged list is rewritten with
+        the bytes of its readable items only, and its ``.lidx`` removed, but
+        only when Lua itself refuses the list (then Prosody reads none of it,
+        and a repair drops nothing Prosody would read).  Where the first
+        damage may be Lua code that Prosody would run (``item(1+1)``, a
+        variable), the list is left alone and ``repaired`` stays False.
+        None if there is no list.
         """
+        from prosody_store.serialization import could_be_lua, list_pieces
+
         directory, name = self._dir_and_name(user, host, store, "list")
         lock = self._write_lock(directory, create=False) if repair else contextlib.nullcontext()
         with lock:
@@ -1171,19 +1449,20 @@ class DataManager:
             if data is None:
                 return None
             result = ListRecovery(path)
-            good: list[bytes] = []
-            bounds = [0, *lidx.scan_offsets(data)]
-            line = 1
-            for start, end in zip(bounds, bounds[1:]):
-                piece = data[start:end]
-                try:
-                    result.items.extend(iter_list(piece))
-                    good.append(piece if piece.endswith(b"\n") else piece + b"\n")
-                except LuaSyntaxError as err:
-                    result.damaged.append(
-                        DamagedRegion(start, end, _corrupt_piece(err, path, line, start)))
-                line += piece.count(b"\n")
-            if repair and result.damaged:
+            runs: list[tuple[int, int]] = []  # byte ranges of consecutive readable items
+            for piece in list_pieces(data):
+                if piece.error is not None:
+                    result.damaged.append(DamagedRegion(
+                        piece.start, piece.end, CorruptFileError(piece.error, path)))
+                    continue
+                result.items.append(piece.value)
+                if runs and runs[-1][1] == piece.start:
+                    runs[-1] = (runs[-1][0], piece.end)
+                else:
+                    runs.append((piece.start, piece.end))
+            good = [data[a:b] if data[a:b].endswith(b"\n") else data[a:b] + b"\n" for a, b in runs]
+            if repair and result.damaged and (result.damaged[0].error.lua_refuses
+                                              or not could_be_lua(data)):
                 target = os.path.join(directory, name)
                 self._list_replace(user, host, store, target, good or [], None)
                 result.repaired = True
@@ -1196,17 +1475,25 @@ class DataManager:
         dirs = [os.path.join(host_dir, store_component(store))]
         raw = legacy_store_name(store)
         if raw is not None:
-            legacy = find_entry(host_dir, raw)
+            try:
+                legacy = find_entry(host_dir, raw)
+            except OSError as err:
+                raise _storage_error(err, host_dir, "list") from None
             if legacy is not None:
                 dirs.append(legacy)
         return dirs
 
     @staticmethod
     def _listdir(directory: str) -> list[bytes]:
+        """The sorted entries of a directory; none if it does not exist.  Any
+        other failure (permission denied, not a directory) is a StorageError:
+        a directory that cannot be read is not an empty one."""
         try:
             return sorted(os.listdir(os.fsencode(directory)))
-        except (FileNotFoundError, NotADirectoryError):
+        except FileNotFoundError:
             return []
+        except OSError as err:
+            raise _storage_error(err, directory, "list") from None
 
     def users(self, host: Name | None, store: Name, typ: str = "keyval") -> Iterator[Name]:
         """The users that have data in a store (``typ`` "keyval", "list" or an extension).
@@ -1246,12 +1533,12 @@ class DataManager:
             path = os.path.join(host_dir, os.fsdecode(entry))
             if user is None:
                 m = file_re.match(entry)
-                if not m or not os.path.isfile(path):
+                if not m or not _is_file(path):
                     continue
                 name = decode(m.group(1))
-            elif not os.path.isdir(path):
+            elif not _is_dir(path):
                 continue
-            elif user_file is not None and not os.path.lexists(os.path.join(path, user_file)):
+            elif user_file is not None and not _lexists(os.path.join(path, user_file)):
                 continue
             else:
                 name = decode(entry)
@@ -1262,15 +1549,12 @@ class DataManager:
     def hosts(self) -> list[Name | None]:
         """The hosts of the data directory (None for ``_global``), sorted by :func:`name_sort_key`.
 
-        A data directory that does not exist has no hosts.
+        A data directory that does not exist has no hosts; one that cannot be
+        read raises :class:`~prosody_store.errors.StorageError`.
         """
-        try:
-            entries = os.listdir(os.fsencode(self.data_path))
-        except FileNotFoundError:
-            return []
         hosts = []
-        for entry in entries:
-            if entry.startswith(b".") or not os.path.isdir(
+        for entry in self._listdir(self.data_path):
+            if entry.startswith(b".") or not _is_dir(
                     os.path.join(os.fsencode(self.data_path), entry)):
                 continue
             hosts.append(None if entry == GLOBAL_HOST.encode() else decode(entry))
@@ -1409,7 +1693,7 @@ class ListsView(MutableMapping):
 
     def __getitem__(self, user: Name) -> ListView:
         view = self.dm.list_open(user, self.host, self.store)
-        if view is None:
+        if not view.exists:
             raise KeyError(user)
         return view
 

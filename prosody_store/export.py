@@ -11,14 +11,28 @@ can be written and read item by item)::
 * ``host`` is ``null`` for Prosody's host-less data (the ``_global``
   directory), ``user`` is ``null`` for a store without user
   (``<host>/<store>.dat``).  A name that is not UTF-8 is ``{"$bytes": ...}``
-  as below.
+  as below.  The user name may be empty (the file ``<store>/.dat``, which
+  encodes back to itself); host and store names may not.
 * ``type`` is ``keyval`` (a ``.dat`` file) or ``list`` (a ``.list`` file; the
   value is the array of its items).  A user can have both in one store: two
   records.
 * Order: hosts, then stores, then users (``null`` first), sorted by the bytes
   of their names; ``keyval`` before ``list``.  Table entries are in file
-  order.  The output is therefore a function of the data: export, import,
-  export again gives the same bytes.
+  order within their kind (members, ``$array``, ``$pairs``).  The output is
+  therefore a function of the data: export, import, export again gives the
+  same bytes.
+
+The restore guarantee
+---------------------
+Import of what export wrote restores every file export wrote, under its own
+name.  What export cannot write so is reported (:func:`plan_export` for
+file names, :class:`UnexportableError` and the file errors of
+:data:`FILE_ERRORS` while reading), never left out in silence: a file name
+Prosody does not spell so, or shadowed by another spelling of the same
+names; a ``.dat`` that holds no table; tables nested deeper than Prosody's
+writer allows; a damaged or unreadable file.  A file holding no data (empty,
+an empty table, no list items; ``item(nil)`` is no item) gets no record, as
+Prosody and import remove such files.
 
 Values: typed JSON, lossless
 ----------------------------
@@ -55,8 +69,12 @@ an object whose only member is ``$bytes`` or ``$float`` is that scalar; other
 ``$`` members than ``$array`` and ``$pairs`` are errors.  (``$array`` and
 ``$pairs`` play the part of Prosody's ``__array`` and ``__hash``, whose
 spelling real data could hold as string keys.)  On import, an integral float
-key is the integer key (as in Lua), a ``null`` member is no entry, and
-``NaN``/``Infinity`` (Python's JSON extension) are accepted as floats.
+key is the integer key (as in Lua), a ``null`` member is no entry,
+``NaN``/``Infinity`` (Python's JSON extension) are accepted as floats, and
+the entries of ``$array`` and ``$pairs`` are put where those members stand
+among the others (so ``{"$pairs": [[false, {}]], "bob": {}}`` writes the
+``[false]`` entry first).  ``false`` is a list item (Prosody's ``list_store``
+writes ``item(false)``); ``null`` is not.
 
 What the files themselves cannot keep is not kept by any tool: Prosody
 writes a float with an integral value (``3.0``) as ``3``, which Lua reads as
@@ -81,27 +99,55 @@ import base64
 import codecs
 import json
 import math
+import os
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from prosody_store.datamanager import DataManager, StoreFile
+from prosody_store.datamanager import CorruptFileError, DataManager, StoreFile
 from prosody_store.errors import Error
-from prosody_store.paths import Name
-from prosody_store.serialization import FALSE_KEY, TRUE_KEY, BooleanKey, dump_dat, dump_item
+from prosody_store.paths import (
+    GLOBAL_HOST,
+    InvalidNameError,
+    Name,
+    NameTooLongError,
+    StoreError,
+    decode,
+    name_bytes,
+)
+from prosody_store.numbers import INT_MAX, INT_MIN
+from prosody_store.serialization import (
+    FALSE_KEY,
+    TRUE_KEY,
+    WRITE_MAX_DEPTH,
+    BooleanKey,
+    LuaSyntaxError,
+    dump_dat,
+    dump_item,
+)
 
 __all__ = [
+    "FILE_ERRORS",
+    "ExportPlan",
+    "Exporter",
     "ImportStats",
     "Record",
     "RecordError",
+    "RecordReader",
+    "UnexportableError",
+    "check_exportable",
+    "check_keyval",
     "decode_value",
     "encode_value",
     "export",
+    "file_problem",
     "import_records",
     "iter_store_files",
+    "plan_export",
     "read_records",
     "record_chunks",
-    "RecordReader",
+    "store_file_path",
 ]
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
@@ -117,6 +163,19 @@ class RecordError(Error, ValueError):
         self.lineno = lineno
 
 
+class UnexportableError(Error, ValueError):
+    """A store file that export cannot write as a record that import restores.
+
+    ``path`` is the file (None while a value is being converted, before the
+    caller knows the file), ``reason`` says why.
+    """
+
+    def __init__(self, path: str | None, reason: str) -> None:
+        super().__init__(reason if path is None else f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 # ---------------------------------------------------------------------------
 # Values
 
@@ -125,21 +184,34 @@ def _special_float(v: float) -> dict:
     return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
 
 
-def to_json(v: Any) -> Any:
-    """A stored value as a structure ``json`` encodes to the typed JSON above."""
+_TOO_DEEP = (f"tables nested deeper than {WRITE_MAX_DEPTH}, which Prosody cannot store "
+             "(import could not write it back)")
+
+
+def to_json(v: Any, depth: int = 0) -> Any:
+    """A stored value as a structure ``json`` encodes to the typed JSON above.
+
+    ``depth`` is the number of tables around ``v``.  A table nested deeper
+    than Prosody's writer allows (:data:`~prosody_store.serialization.WRITE_MAX_DEPTH`)
+    raises :class:`UnexportableError`: import could not write it back.
+    """
     t = v.__class__
     if t is str or t is int or t is bool or v is None:
         return v
     if t is float:
         return v if math.isfinite(v) else _special_float(v)
     if t is list or t is tuple:
-        return [to_json(x) for x in v]
+        if depth >= WRITE_MAX_DEPTH:
+            raise UnexportableError(None, _TOO_DEEP)
+        return [to_json(x, depth + 1) for x in v]
     if t is dict or isinstance(v, dict):
+        if depth >= WRITE_MAX_DEPTH:
+            raise UnexportableError(None, _TOO_DEEP)
         plain: dict = {}
         rest = None
         for k, x in v.items():
             if k.__class__ is str and not k.startswith("$"):
-                plain[k] = to_json(x)
+                plain[k] = to_json(x, depth + 1)
             else:
                 if rest is None:
                     rest = []
@@ -150,8 +222,8 @@ def to_json(v: Any) -> Any:
             while n + 1 in ints:
                 n += 1
             if n:
-                plain["$array"] = [to_json(v[i]) for i in range(1, n + 1)]
-            pairs = [[to_json(k), to_json(x)] for k, x in rest
+                plain["$array"] = [to_json(v[i], depth + 1) for i in range(1, n + 1)]
+            pairs = [[to_json(k), to_json(x, depth + 1)] for k, x in rest
                      if not (k.__class__ is int and 1 <= k <= n)]
             if pairs:
                 plain["$pairs"] = pairs
@@ -169,8 +241,25 @@ def to_json(v: Any) -> Any:
     if isinstance(v, str):
         return str(v)
     if isinstance(v, (list, tuple)):
-        return [to_json(x) for x in v]
+        return to_json(list(v), depth)
     raise TypeError(f"cannot export a {t.__name__}")
+
+
+def check_exportable(value: Any) -> None:
+    """Raise :class:`UnexportableError` if :func:`to_json` would refuse ``value``
+    (tables nested deeper than Prosody's writer allows), without converting it."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            children: Iterable[Any] = v.values()
+        elif isinstance(v, (list, tuple)):
+            children = v
+        else:
+            continue
+        if depth >= WRITE_MAX_DEPTH:
+            raise UnexportableError(None, _TOO_DEEP)
+        stack.extend((x, depth + 1) for x in children if isinstance(x, (dict, list, tuple)))
 
 
 def encode_value(v: Any) -> str:
@@ -220,13 +309,21 @@ def _key(k: Any) -> Any:
 
 
 def decode_value(j: Any, _depth: int = 0) -> Any:
-    """Typed JSON (as parsed with pairs kept, see :func:`parse_json`) to a stored value."""
+    """Typed JSON (as parsed with pairs kept, see :func:`parse_json`) to a stored value.
+
+    ``_depth`` is the number of tables around ``j``: tables nested deeper
+    than Prosody's writer allows, and integers outside 64 bits, are errors
+    (``ValueError``), as they would be when the value is written.
+    """
     if j is None or j.__class__ in (str, int, bool, float):
         if j.__class__ is str and _has_surrogate(j):
             raise _bad("a string holds a lone surrogate (\\ud800-\\udfff)")
+        if j.__class__ is int and not INT_MIN <= j <= INT_MAX:
+            raise _bad("an integer outside the 64-bit range Lua stores")
         return j
-    if _depth > 1000:
-        raise _bad("value nested too deeply")
+    if _depth >= WRITE_MAX_DEPTH and (j.__class__ is list or (
+            j.__class__ is _Obj and not _scalar_escape(j)[0])):
+        raise _bad(f"tables nested deeper than {WRITE_MAX_DEPTH}, which Prosody cannot store")
     if j.__class__ is list:
         out = []
         for x in j:
@@ -238,50 +335,52 @@ def decode_value(j: Any, _depth: int = 0) -> Any:
         is_scalar, value = _scalar_escape(j)
         if is_scalar:
             return value
-        table: dict = {}
-        pairs = None
-        arr = None
-        for name, x in j:
-            if name.startswith("$"):
-                if name == "$array":
-                    if not isinstance(x, list):
-                        raise _bad('"$array" must be an array')
-                    arr = x
-                    continue
-                if name != "$pairs":
-                    raise _bad(f'unknown member {name!r} (names starting with "$" are reserved)')
-                if not isinstance(x, list) or not all(
-                        isinstance(p, list) and len(p) == 2 for p in x):
-                    raise _bad('"$pairs" must be an array of [key, value] arrays')
-                pairs = x
-                continue
-            if _has_surrogate(name):
-                raise _bad("a member name holds a lone surrogate")
-            if x is None:
-                table.pop(name, None)
-            else:
-                table[name] = decode_value(x, _depth + 1)
-        if arr:
-            for i, x in enumerate(arr, 1):
-                if x is None:
-                    raise _bad('null inside "$array" (a Lua table cannot hold nil)')
-                table[i] = decode_value(x, _depth + 1)
-        if pairs:
-            entries = [(_key(decode_value(k, _depth + 1)), p) for (k, p) in pairs]
-            numbers = {k for k, _ in entries if k.__class__ in (int, float)}
-            if arr:
-                numbers.add(1)
-            for k, x in entries:
-                if k is True and 1 in numbers:
-                    k = TRUE_KEY
-                elif k is False and 0 in numbers:
-                    k = FALSE_KEY
-                if x is None:
-                    table.pop(k, None)
-                else:
-                    table[k] = decode_value(x, _depth + 1)
-        return table
+        return _decode_table(j, _depth)
     raise _bad(f"unexpected JSON value {j!r}")
+
+
+def _decode_table(j: _Obj, depth: int) -> dict:
+    """An object's entries, in member order: ``$array`` and ``$pairs`` put
+    theirs where they stand among the other members."""
+    groups: list[tuple[str, Any]] = []
+    for name, x in j:
+        if name == "$array":
+            if x.__class__ is not list:
+                raise _bad('"$array" must be an array')
+            if any(v is None for v in x):
+                raise _bad('null inside "$array" (a Lua table cannot hold nil)')
+            groups.append(("array", x))
+        elif name == "$pairs":
+            if x.__class__ is not list or not all(
+                    p.__class__ is list and len(p) == 2 for p in x):
+                raise _bad('"$pairs" must be an array of [key, value] arrays')
+            groups.append(("pairs", [(_key(decode_value(k, depth + 1)), v) for k, v in x]))
+        elif name.startswith("$"):
+            raise _bad(f'unknown member {name!r} (names starting with "$" are reserved)')
+        elif _has_surrogate(name):
+            raise _bad("a member name holds a lone surrogate")
+        else:
+            groups.append(("member", (name, x)))
+    # A boolean key sits beside the number key it would collide with as a marker.
+    numbers = {k for kind, g in groups if kind == "pairs" for k, _ in g
+               if k.__class__ in (int, float)}
+    if any(kind == "array" and g for kind, g in groups):
+        numbers.add(1)
+    table: dict = {}
+    for kind, g in groups:
+        if kind == "member":
+            entries: Iterable[tuple[Any, Any]] = (g,)
+        elif kind == "array":
+            entries = enumerate(g, 1)
+        else:
+            entries = ((TRUE_KEY if k is True and 1 in numbers else
+                        FALSE_KEY if k is False and 0 in numbers else k, v) for k, v in g)
+        for k, v in entries:
+            if v is None:
+                table.pop(k, None)  # null: no entry
+            else:
+                table[k] = decode_value(v, depth + 1)
+    return table
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -305,21 +404,26 @@ def encode_name(name: Name | None) -> str:
     return _encode_json(to_json(name))
 
 
-def decode_name(j: Any, what: str, nullable: bool) -> Name | None:
+def decode_name(j: Any, what: str, nullable: bool, empty_ok: bool = False) -> Name | None:
+    """A host, user or store name of a record.
+
+    ``empty_ok`` (users): the empty name is a name, the file ``<store>/.dat``,
+    which Prosody's path encoding maps back to the same file.
+    """
     if j is None:
         if nullable:
             return None
         raise _bad(f'"{what}" cannot be null')
-    if isinstance(j, str) and j:
+    if isinstance(j, str) and (j or empty_ok):
         if _has_surrogate(j):
             raise _bad(f'"{what}" holds a lone surrogate')
         return j
     if isinstance(j, _Obj):
         is_scalar, value = _scalar_escape(j)
-        if is_scalar and isinstance(value, bytes) and value:
+        if is_scalar and isinstance(value, bytes) and (value or empty_ok):
             return value
-    raise _bad(f'"{what}" must be a non-empty string, {{"$bytes": ...}}'
-               + (" or null" if nullable else ""))
+    raise _bad(f'"{what}" must be a {"" if empty_ok else "non-empty "}string, '
+               '{"$bytes": ...}' + (" or null" if nullable else ""))
 
 
 # ---------------------------------------------------------------------------
@@ -338,8 +442,120 @@ def store_names(dm: DataManager, host: Name | None) -> list[Name]:
 
 def iter_store_files(dm: DataManager, hosts: Iterable[Name | None] | None = None,
                      stores: Iterable[Name] | None = None) -> Iterator[StoreFile]:
-    """Every store file, in export order (:meth:`DataManager.iter_files`)."""
-    return dm.iter_files(hosts, stores)
+    """Every store file, in export order (:meth:`DataManager.iter_files`), each once."""
+    seen: set[StoreFile] = set()
+    for f in dm.iter_files(hosts, stores):
+        if f not in seen:  # two spellings of one host directory list it twice
+            seen.add(f)
+            yield f
+
+
+@dataclass
+class ExportPlan:
+    """What an export of a data directory reads, and the files it cannot restore.
+
+    ``files`` are read in this order; ``problems`` are data files on disk
+    that no record could restore (see :func:`plan_export`), each an
+    :class:`UnexportableError`.
+    """
+
+    files: list[StoreFile]
+    problems: list[UnexportableError] = field(default_factory=list)
+
+
+_DATA_FILE = re.compile(rb"(.*)\.(dat|list)\Z", re.DOTALL)
+
+
+def plan_export(dm: DataManager, hosts: Iterable[Name | None] | None = None,
+                stores: Iterable[Name] | None = None) -> ExportPlan:
+    """The store files to export, and the data files that no record could restore.
+
+    A record names a file by its decoded host, store and user names, and
+    import writes the file Prosody's path encoding makes of them.  So a data
+    file (``<host>/<store>/<user>.dat`` or ``.list``, ``<host>/<store>.dat``
+    or ``.list``) whose names do not encode back to the file that is read
+    for them is a problem: a name not spelled as Prosody spells it
+    (``al-ice.dat`` for ``al%2dice.dat``, uppercase hex, a raw byte that is
+    not a letter or digit), or a file shadowed by another spelling of the
+    same names (the file read is the other one).  A store directory in the
+    unencoded 0.9/0.10 spelling is read, and restored in the current
+    spelling, where Prosody 0.11 and later look.
+    """
+    host_list = None if hosts is None else list(hosts)
+    store_list = None if stores is None else list(stores)
+    files = []
+    read: set[str] = set()
+    for f in iter_store_files(dm, host_list, store_list):
+        try:
+            path = dm.existing_path(f.user, f.host, f.store, f.ext)
+        except StoreError:
+            path = None
+        if path is not None:  # else names derived from a file of another spelling
+            files.append(f)
+            read.add(path)
+    problems = [UnexportableError(path, _stray_reason(dm, host, store, user, ext))
+                for path, host, store, user, ext in _data_files(dm, host_list, store_list)
+                if path not in read]
+    return ExportPlan(files, problems)
+
+
+def _data_files(dm: DataManager, hosts: list | None, stores: list | None
+                ) -> Iterator[tuple[str, Name | None, Name, Name | None, str]]:
+    """Every data file on disk under the hosts and stores asked for, by its decoded
+    names: ``(path, host, store, user, ext)``.  Entries starting with ``.`` in the
+    data and host directories are not data (as in Prosody's listings)."""
+    want_hosts = None if hosts is None else {
+        None if h is None else name_bytes(h) for h in hosts}
+    want_stores = None if stores is None else {name_bytes(s) for s in stores}
+    root = os.fsencode(dm.data_path)
+    for entry in sorted(_listdir(root)):
+        host_dir = os.path.join(root, entry)
+        if entry.startswith(b".") or not os.path.isdir(host_dir):
+            continue
+        host = None if entry == GLOBAL_HOST.encode() else decode(entry)
+        if want_hosts is not None and (None if host is None else name_bytes(host)) \
+                not in want_hosts:
+            continue
+        for sub in sorted(_listdir(host_dir)):
+            path = os.path.join(host_dir, sub)
+            if sub.startswith(b"."):
+                continue
+            if os.path.isdir(path):
+                store = decode(sub)
+                if want_stores is not None and name_bytes(store) not in want_stores:
+                    continue
+                for name in sorted(_listdir(path)):
+                    m = _DATA_FILE.match(name)
+                    file_path = os.path.join(path, name)
+                    if m and os.path.isfile(file_path):
+                        yield (os.fsdecode(file_path), host, store, decode(m.group(1)),
+                               m.group(2).decode())
+                continue
+            m = _DATA_FILE.match(sub)
+            if m and os.path.isfile(path):
+                store = decode(m.group(1))
+                if want_stores is None or name_bytes(store) in want_stores:
+                    yield os.fsdecode(path), host, store, None, m.group(2).decode()
+
+
+def _listdir(directory: bytes) -> list[bytes]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _stray_reason(dm: DataManager, host: Name | None, store: Name, user: Name | None,
+                  ext: str) -> str:
+    try:
+        canonical = dm.getpath(user, host, store, ext)
+    except StoreError as err:
+        return f"no record can name this file ({err})"
+    shown = os.path.relpath(canonical, dm.data_path)
+    if os.path.lexists(canonical):
+        return f"shadowed by {shown}, which has the same names and is the one read"
+    return (f"a name not spelled as Prosody spells it (it would be {shown}): import "
+            "could not restore the file under this name")
 
 
 # ---------------------------------------------------------------------------
@@ -351,36 +567,86 @@ def _header(f: StoreFile) -> str:
             f'"store":{encode_name(f.store)},"type":"{f.type}","value":')
 
 
+def store_file_path(dm: DataManager, f: StoreFile | None) -> str:
+    """The path of the file a :class:`StoreFile` is read from (for messages)."""
+    if f is None:
+        return dm.data_path
+    try:
+        return (dm.existing_path(f.user, f.host, f.store, f.ext)
+                or dm.getpath(f.user, f.host, f.store, f.ext))
+    except StoreError:
+        return os.path.join(dm.data_path, "?")
+
+
+def _no_data(value: Any) -> bool:
+    """Whether a keyval value is "no data": nothing, or an empty table."""
+    return value is None or (isinstance(value, (dict, list)) and not value)
+
+
+def check_keyval(value: Any, dm: DataManager, f: StoreFile) -> None:
+    """Raise :class:`UnexportableError` for a ``.dat`` value that is not a table.
+
+    Prosody stores tables (its ``store`` fails on anything else, after
+    writing it), and import writes only tables, as the HTTP API does.
+    """
+    if value is not None and not isinstance(value, (dict, list)):
+        kind = ("boolean" if isinstance(value, bool) else
+                "number" if isinstance(value, (int, float)) else "string")
+        raise UnexportableError(store_file_path(dm, f),
+                                f"holds a {kind}, not a table: Prosody stores only tables "
+                                "here, and import writes only tables")
+
+
+def _encode_in(dm: DataManager, f: StoreFile, value: Any) -> str:
+    try:
+        return encode_value(value)
+    except UnexportableError as err:
+        raise UnexportableError(store_file_path(dm, f), err.reason) from None
+
+
 def record_chunks(dm: DataManager, f: StoreFile) -> Iterator[bytes]:
     """The bytes of one record, in pieces (a list's items in batches, never the
-    whole list at once); no pieces if the file vanished meanwhile."""
+    whole list at once).
+
+    No pieces when the file holds no data: it vanished meanwhile, or holds an
+    empty table, no items (``item(nil)`` is no item, as Prosody's loader sees
+    it) or nothing at all.  Prosody removes such files, and so would import.
+    Raises :class:`~prosody_store.datamanager.CorruptFileError` for a damaged
+    file, ``OSError`` for one that cannot be read and
+    :class:`UnexportableError` for a value import could not write back (not a
+    table, or nested too deeply).
+    """
     if f.type == "keyval":
         value = dm.load(f.user, f.host, f.store)
-        if value is not None:
-            yield (_header(f) + encode_value(value) + "}\n").encode("utf-8")
+        if not _no_data(value):
+            check_keyval(value, dm, f)
+            yield (_header(f) + _encode_in(dm, f, value) + "}\n").encode("utf-8")
         return
-    view = dm.list_open(f.user, f.host, f.store)
-    if view is None:
-        return
-    with view:
-        yield (_header(f) + "[").encode("utf-8")
-        sep = ""
+    with dm.list_open(f.user, f.host, f.store) as view:
         batch: list[str] = []
         size = 0
+        sep = None
         for item in view:
-            text = sep + encode_value(item)
-            sep = ","
+            if item is None:
+                continue
+            text = _encode_in(dm, f, item)
+            if sep is None:
+                batch.append(_header(f) + "[")
+                sep = ","
+            else:
+                batch.append(sep)
             batch.append(text)
             size += len(text)
             if size > 1 << 16:
                 yield "".join(batch).encode("utf-8")
                 batch, size = [], 0
-        batch.append("]}\n")
-        yield "".join(batch).encode("utf-8")
+        if sep is not None:
+            batch.append("]}\n")
+            yield "".join(batch).encode("utf-8")
 
 
 def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) -> bool:
-    """Write one record; False if the file vanished meanwhile."""
+    """Write one record; False if the file holds no data (or vanished meanwhile)."""
     written = False
     for chunk in record_chunks(dm, f):
         write(chunk)
@@ -388,17 +654,110 @@ def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) ->
     return written
 
 
+FILE_ERRORS = (CorruptFileError, LuaSyntaxError, UnexportableError, OSError)
+"""What reading one store file for export can raise (:func:`record_chunks`)."""
+
+
+def file_problem(err: BaseException, fallback: str) -> tuple[str, str]:
+    """``(where, reason)`` of one of :data:`FILE_ERRORS`: the file (for a damaged
+    one ``path:line:column``) and why it cannot be exported."""
+    if isinstance(err, CorruptFileError):
+        msg = getattr(err, "msg", None) or str(err.error)
+        msg = str(msg).splitlines()[0] if str(msg) else "syntax error"
+        return f"{err.filename}:{err.lineno}:{err.colno}", msg
+    if isinstance(err, UnexportableError):
+        return err.path or fallback, err.reason
+    if isinstance(err, OSError) and err.strerror:
+        return os.fsdecode(err.filename) if err.filename is not None else fallback, err.strerror
+    text = str(err).splitlines()
+    return fallback, text[0] if text and text[0] else type(err).__name__
+
+
+_SPOOL_MEMORY = 8 << 20
+
+
+class Exporter:
+    """The records of some store files as one stream of bytes (:meth:`chunks`).
+
+    Without ``on_damaged`` the first file that cannot be exported raises
+    (one of :data:`FILE_ERRORS`), part of the output having been produced.
+    With it, such a file is reported as ``on_damaged(path, reason)`` and
+    skipped, and its record is left out entirely: a list record is completed
+    (in memory, past 8 MiB in a temporary file) before any of it is passed
+    on.  ``records`` counts the records written, ``skipped`` the files left out.
+    """
+
+    def __init__(self, dm: DataManager, files: list[StoreFile],
+                 on_damaged: Callable[[str, str], None] | None = None,
+                 progress: Callable[[StoreFile], None] | None = None) -> None:
+        self.dm = dm
+        self.files = files
+        self.on_damaged = on_damaged
+        self.progress = progress
+        self.records = 0
+        self.skipped = 0
+        self.current: StoreFile | None = None  # the file being read
+
+    def chunks(self) -> Iterator[bytes]:
+        for f in self.files:
+            self.current = f
+            if self.on_damaged is None:
+                written = False
+                for chunk in record_chunks(self.dm, f):
+                    written = True
+                    yield chunk
+                self.records += written
+            else:
+                yield from self._whole_record(f)
+            if self.progress:
+                self.progress(f)
+
+    def _whole_record(self, f: StoreFile) -> Iterator[bytes]:
+        pieces = record_chunks(self.dm, f)
+        with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY) as spool:
+            while True:
+                try:  # errors of reading the file; those of the spool are not its fault
+                    chunk = next(pieces, None)
+                except FILE_ERRORS as err:
+                    self.skipped += 1
+                    self.on_damaged(*file_problem(err, store_file_path(self.dm, f)))
+                    return
+                if chunk is None:
+                    break
+                spool.write(chunk)
+            if not spool.tell():
+                return
+            self.records += 1
+            spool.seek(0)
+            while True:
+                block = spool.read(1 << 20)
+                if not block:
+                    break
+                yield block
+
+
 def export(dm: DataManager, out: IO[bytes], hosts=None, stores=None,
            progress: Callable[[StoreFile], None] | None = None,
-           files: list[StoreFile] | None = None) -> int:
-    """Write the records of a data directory to ``out``; returns how many."""
-    n = 0
-    for f in (files if files is not None else iter_store_files(dm, hosts, stores)):
-        if export_file(dm, f, out.write):
-            n += 1
-        if progress:
-            progress(f)
-    return n
+           files: list[StoreFile] | None = None,
+           on_damaged: Callable[[str, str], None] | None = None) -> int:
+    """Write the records of a data directory to ``out``; returns how many.
+
+    Data files that no record could restore (:func:`plan_export`) and files
+    that cannot be exported raise (:class:`UnexportableError`, ...), unless
+    ``on_damaged(path, reason)`` is given: then they are reported to it and
+    left out.  With ``files`` only those are written, unchecked.
+    """
+    if files is None:
+        plan = plan_export(dm, hosts, stores)
+        for problem in plan.problems:
+            if on_damaged is None:
+                raise problem
+            on_damaged(problem.path, problem.reason)
+        files = plan.files
+    run = Exporter(dm, files, on_damaged, progress)
+    for chunk in run.chunks():
+        out.write(chunk)
+    return run.records
 
 
 # ---------------------------------------------------------------------------
@@ -498,6 +857,8 @@ class _Input:
                     raise RecordError(self.lineno, f"bad JSON: {err.msg}") from None
                 want *= 2
                 continue
+            except (ValueError, RecursionError) as err:
+                raise RecordError(self.lineno, _parse_failure(err)) from None
             if end >= len(self.buf) and not self.eof:
                 self.fill(want)  # a number may go on in the next chunk
                 want *= 2
@@ -506,30 +867,55 @@ class _Input:
             return value
 
 
+def _parse_failure(err: BaseException) -> str:
+    """What went wrong when the JSON parser raised something else than a syntax error."""
+    if isinstance(err, RecursionError):
+        return "bad JSON: nested too deeply"
+    # The only other ValueError of the parser: int() of a numeral over Python's digit limit.
+    return "a number with too many digits (Lua stores 64-bit integers and doubles)"
+
+
+def parse_line(text: str, lineno: int) -> Any:
+    """:func:`parse_json` of one input line; every failure a :class:`RecordError`."""
+    try:
+        return parse_json(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(lineno, f"bad JSON: {err.msg} (column {err.colno})") from None
+    except (ValueError, RecursionError) as err:
+        raise RecordError(lineno, _parse_failure(err)) from None
+
+
+_MEMBERS = ("host", "user", "store", "type", "value")
+
+
 def _record_from_json(obj: Any, lineno: int) -> Record:
     if not isinstance(obj, _Obj):
         raise RecordError(lineno, "a record must be a JSON object")
     members = dict(obj)
-    unknown = set(members) - {"host", "user", "store", "type", "value"}
+    if len(members) != len(obj):
+        names = [name for name, _ in obj]
+        twice = next(n for i, n in enumerate(names) if n in names[:i])
+        raise RecordError(lineno, f"member {twice!r} appears twice")
+    unknown = set(members) - set(_MEMBERS)
     if unknown:
         raise RecordError(lineno, f"unknown member {sorted(unknown)[0]!r}")
-    for key in ("host", "user", "store", "type", "value"):
+    for key in _MEMBERS:
         if key not in members:
             raise RecordError(lineno, f'missing "{key}"')
     try:
         host = decode_name(members["host"], "host", True)
-        user = decode_name(members["user"], "user", True)
+        user = decode_name(members["user"], "user", True, empty_ok=True)
         store = decode_name(members["store"], "store", False)
         typ = members["type"]
-        if typ not in ("keyval", "list"):
+        if typ.__class__ is not str or typ not in ("keyval", "list"):
             raise _bad('"type" must be "keyval" or "list"')
         raw = members["value"]
         if typ == "list":
-            if not isinstance(raw, list) and not (isinstance(raw, _Obj) and not raw):
+            if raw.__class__ is not list and not (raw.__class__ is _Obj and not raw):
                 raise _bad('a list record\'s "value" must be an array')
-            items = [decode_value(x) for x in raw] if isinstance(raw, list) else []
-            if any(i is None or i is False for i in items):
-                raise _bad("a list item cannot be null or false")
+            if any(x is None for x in raw):
+                raise _bad("a list item cannot be null")
+            items = [decode_value(x) for x in raw]
             return Record(lineno, host, user, store, typ, None, iter(items))
         value = decode_value(raw)
     except RecordError:
@@ -554,8 +940,8 @@ def _stream_items(inp: _Input, lineno: int) -> Iterator[Any]:
             inp.pos += 1
         first = False
         raw = inp.value()
-        if raw is None or raw is False:
-            raise RecordError(lineno, "a list item cannot be null or false")
+        if raw is None:
+            raise RecordError(lineno, "a list item cannot be null")
         try:
             yield decode_value(raw)
         except ValueError as err:
@@ -573,7 +959,9 @@ class RecordReader:
 
     A list record's ``items`` is an iterator that reads the input as it goes:
     exhaust it before asking for the next record.  ``bytes_read`` is how far
-    the input has been read.
+    the input has been read, ``bytes_done`` how far its records have been
+    taken (read ahead of by up to a chunk; characters not yet taken are
+    counted as one byte each, close enough for a progress display).
     """
 
     def __init__(self, f: IO[bytes]) -> None:
@@ -582,6 +970,11 @@ class RecordReader:
     @property
     def bytes_read(self) -> int:
         return self._inp.bytes_read
+
+    @property
+    def bytes_done(self) -> int:
+        inp = self._inp
+        return max(inp.bytes_read - (len(inp.buf) - inp.pos), 0)
 
     def __iter__(self) -> Iterator[Record]:
         return _read(self._inp)
@@ -600,9 +993,11 @@ def _read(inp: _Input) -> Iterator[Record]:
         if m:
             lineno = inp.lineno
             try:
-                host = decode_name(parse_json(m.group(1)), "host", True)
-                user = decode_name(parse_json(m.group(2)), "user", True)
-                store = decode_name(parse_json(m.group(3)), "store", False)
+                host = decode_name(parse_line(m.group(1), lineno), "host", True)
+                user = decode_name(parse_line(m.group(2), lineno), "user", True, empty_ok=True)
+                store = decode_name(parse_line(m.group(3), lineno), "store", False)
+            except RecordError:
+                raise
             except ValueError as err:
                 raise RecordError(lineno, str(err)) from None
             inp.pos = m.end()
@@ -616,11 +1011,7 @@ def _read(inp: _Input) -> Iterator[Record]:
             return
         if not text.strip():
             continue
-        try:
-            obj = parse_json(text)
-        except json.JSONDecodeError as err:
-            raise RecordError(inp.lineno, f"bad JSON: {err.msg} (column {err.colno})") from None
-        yield _record_from_json(obj, inp.lineno)
+        yield _record_from_json(parse_line(text, inp.lineno), inp.lineno)
 
 
 # ---------------------------------------------------------------------------
@@ -657,13 +1048,22 @@ def replace_list_stream(dm: DataManager, user: Name | None, host: Name | None, s
 
 def _checked_items(items: Iterable[Any]) -> Iterator[Any]:
     for item in items:
-        if item is None or item is False:
-            raise ValueError("a list item cannot be null or false")
+        if item is None:  # false is an item: Prosody's list_store writes item(false)
+            raise ValueError("a list item cannot be null")
         yield item
 
 
 def import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bool) -> None:
+    """Write one record (see :func:`import_records`)."""
+    try:
+        _import_record(dm, rec, stats, dry_run)
+    except (InvalidNameError, NameTooLongError) as err:
+        raise RecordError(rec.lineno, str(err)) from None
+
+
+def _import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bool) -> None:
     stats.records += 1
+    dm.getpath(rec.user, rec.host, rec.store, "list" if rec.type == "list" else "dat")  # names
     if rec.type == "list":
         try:
             n = replace_list_stream(dm, rec.user, rec.host, rec.store, rec.items, dry_run)
@@ -678,7 +1078,7 @@ def import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: boo
             stats.removed += 1
         return
     value = rec.value
-    empty = value is None or (isinstance(value, (dict, list)) and not value)
+    empty = _no_data(value)
     try:
         payload = None if empty else dump_dat(value)
     except (TypeError, ValueError) as err:
@@ -702,13 +1102,31 @@ def import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: boo
         dm.store(rec.user, rec.host, rec.store, value)
 
 
+def _record_key(rec: Record) -> tuple:
+    return (rec.type, None if rec.host is None else name_bytes(rec.host),
+            None if rec.user is None else name_bytes(rec.user), name_bytes(rec.store))
+
+
 def import_records(dm: DataManager, f: IO[bytes], dry_run: bool = False,
                    progress: Callable[[int], None] | None = None) -> ImportStats:
-    """Write every record of a JSON Lines stream into the data directory."""
+    """Write every record of a JSON Lines stream into the data directory.
+
+    Records are written one by one, each atomically: at the first bad record
+    (:class:`RecordError`, with its line number) the records before it are
+    written, and the file of the bad record is as it was.  A record for the
+    same host, user, store and type as an earlier one is an error (export
+    never writes one; two backups concatenated would mix).
+    """
     stats = ImportStats()
     reader = RecordReader(f)
+    seen: dict[tuple, int] = {}
     for rec in reader:
+        key = _record_key(rec)
+        if key in seen:
+            raise RecordError(rec.lineno, f"a second record for the same {rec.type} file "
+                                          f"as line {seen[key]}")
+        seen[key] = rec.lineno
         import_record(dm, rec, stats, dry_run)
         if progress:
-            progress(reader.bytes_read)
+            progress(reader.bytes_done)
     return stats

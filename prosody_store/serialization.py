@@ -3,8 +3,9 @@
 Prosody stores data as Lua source: a ``.dat`` file is ``return <value>;`` and a
 ``.list`` file is one ``item(<value>);`` statement per entry.  This module reads
 every such literal that Lua itself reads (files written by Prosody 0.9 to 13.0,
-and hand-edited ones) without executing anything, and writes exactly what
-Prosody 0.11 and later write.
+and hand-edited ones), and a list in every layout of ``item`` calls that
+Prosody's ``list_load`` reads (see "Lists" below), without executing anything,
+and writes exactly what Prosody 0.11 and later write.
 
 Lua values map to Python values like this:
 
@@ -54,25 +55,32 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
 
 from prosody_store import _fast_reader
 from prosody_store.errors import Error
 from prosody_store.numbers import INT_MAX, INT_MIN
 from prosody_store._lua_table import FALSE_KEY, TRUE_KEY, BooleanKey, TableBuilder
 
+if TYPE_CHECKING:
+    import mmap
+
 __all__ = [
     "BooleanKey",
     "DEFAULT_MAX_DEPTH",
     "FALSE_KEY",
+    "ListPiece",
     "LuaSyntaxError",
     "TRUE_KEY",
+    "could_be_lua",
     "dump_dat",
     "dump_item",
     "dumps",
     "iter_dumps_list",
     "iter_list",
     "iter_list_with_offsets",
+    "list_item_ends",
+    "list_pieces",
     "loads",
 ]
 
@@ -96,11 +104,22 @@ class LuaSyntaxError(Error, ValueError):
     ``lineno`` and ``colno`` count from 1; the column counts bytes.  ``pos`` is
     the byte offset, ``excerpt`` a few bytes of the input around it, and
     ``filename`` is set by callers that know it (the store does).
+
+    ``lua_refuses`` is True when Lua itself refuses the input at that point
+    (a token its lexer rejects, a token its grammar cannot take there, the
+    input ends inside a statement, a table key that is nil or NaN), so that
+    Prosody cannot load it either.  False means it may be Lua code that
+    Prosody would run (``item(1+1)``, a variable), which this reader refuses
+    because it never runs anything; a repair must not drop such text.  It is
+    judged on the input the reader was given, with everything before ``pos``
+    read as Lua reads it.
     """
 
     def __init__(self, msg: str, src: bytes = b"", pos: int = 0, *, base_line: int = 1,
-                 base_pos: int = 0, filename: str | None = None) -> None:
+                 base_pos: int = 0, filename: str | None = None,
+                 lua_refuses: bool = False) -> None:
         self.msg = msg
+        self.lua_refuses = lua_refuses
         self.pos = base_pos + pos
         line_start = src.rfind(b"\n", 0, pos) + 1
         self.lineno = base_line + src.count(b"\n", 0, pos)
@@ -171,6 +190,24 @@ _LONG_NEWLINE = re.compile(rb"\r\n|\n\r|\r|\n")
 _KEYWORDS = frozenset(b"and break do else elseif end false for function goto if in local nil not "
                       b"or repeat return then true until while".split())
 _LIST_BOUNDARY = b"\nitem"
+# A line whose first token is "item" after some indentation (the segment cut
+# when no line starts with "item" right away).
+_INDENTED_ITEM = re.compile(rb"\n[ \t\r\f\v]+item")
+# A line whose first token is "item": where reading resumes after damage.
+_ITEM_LINE = re.compile(rb"\n[ \t\r\f\v]*item")
+# Bytes at which Lua may go on where this reader stopped after a value: a name
+# (a variable, "and", "or"), a binary operator ("==" too), or a bracket or
+# string that would call or index what came before.  Any other byte (a
+# numeral, "=", a closing bracket or separator that does not fit, a byte that
+# starts no Lua token) and the end of the input stop Lua there too.
+_NAME_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+_LUA_MAY_GO_ON = frozenset(_NAME_BYTES + b"+-*/%^&~|<>.:([{\"'")
+# The same where a value should start: a name (a variable, "not", "function"),
+# "#", "~" or "..." start expressions this reader does not take.
+_LUA_MAY_START = frozenset(_NAME_BYTES + b"#~.")
+# Every byte that starts a Lua token (names and numerals aside): the rest are
+# refused by Lua's parser wherever they occur outside strings and comments.
+_LUA_SYMBOLS = frozenset(b"+-*/%^#&~|<>=;:,.()[]{}")
 
 
 class _Parser:
@@ -186,8 +223,13 @@ class _Parser:
         self.base_line = base_line
         self.base_pos = base_pos
 
-    def error(self, msg: str, pos: int) -> LuaSyntaxError:
-        return LuaSyntaxError(msg, self.src, pos, base_line=self.base_line, base_pos=self.base_pos)
+    def error(self, msg: str, pos: int, lua_refuses: bool | None = None) -> LuaSyntaxError:
+        """An error at ``pos``.  ``lua_refuses`` None: judged by the token at
+        ``pos``, for a reader that stopped there expecting something else."""
+        if lua_refuses is None:
+            lua_refuses = _lua_stuck_at(self.src, pos)
+        return LuaSyntaxError(msg, self.src, pos, base_line=self.base_line, base_pos=self.base_pos,
+                              lua_refuses=lua_refuses)
 
     # -- whitespace and comments ------------------------------------------------
 
@@ -209,7 +251,7 @@ class _Parser:
         close = b"]" + m.group(1) + b"]"
         end = self.src.find(close, m.end())
         if end < 0:
-            raise self.error(what, self.end)
+            raise self.error(what, self.end, True)
         return end + len(close)
 
     # -- scalars -----------------------------------------------------------------
@@ -221,7 +263,7 @@ class _Parser:
         body_re = _DQ_BODY if quote == 0x22 else _SQ_BODY
         body_end = body_re.match(src, pos + 1).end()
         if body_end >= self.end or src[body_end] != quote:
-            raise self.error("unfinished string", body_end)
+            raise self.error("unfinished string", body_end, True)
         raw = src[pos + 1:body_end]
         if b"\\" in raw:
             raw = self._unescape(raw, pos + 1)
@@ -242,14 +284,14 @@ class _Parser:
             if "0" <= kind <= "9":  # not str.isdigit, which takes "\xb2" (superscript two)
                 value = int(esc[1:])
                 if value > 255:
-                    raise self.error("decimal escape too large", offset + m.start())
+                    raise self.error("decimal escape too large", offset + m.start(), True)
                 return chr(value)
             if kind == "u" and esc[2:3] == "{":
                 code = int(esc[3:-1], 16)
                 if code >= 0x80000000:
-                    raise self.error("UTF-8 value too large", offset + m.start())
+                    raise self.error("UTF-8 value too large", offset + m.start(), True)
                 return _lua_utf8(code).decode("latin-1")
-            raise self.error("invalid escape sequence", offset + m.start())
+            raise self.error("invalid escape sequence", offset + m.start(), True)
 
         return _ESCAPE_TEXT.sub(replace, raw.decode("latin-1")).encode("latin-1")
 
@@ -284,7 +326,7 @@ class _Parser:
                 return m.end(), float.fromhex(text.decode())
             except OverflowError:
                 return m.end(), math.inf
-        raise self.error("malformed number", pos)
+        raise self.error("malformed number", pos, True)
 
     def parse_negation(self, pos: int) -> tuple[int, int | float]:
         """``-`` applied to a number, possibly several times: ``-1``, ``- -1``, ``-(1/0)``."""
@@ -295,7 +337,7 @@ class _Parser:
         start = pos
         pos, value = self.parse_scalar(pos)
         if value.__class__ not in (int, float):
-            raise self.error("only numbers can be negated", pos)
+            raise self.error("only numbers can be negated", pos, False)
         if not negate:
             return pos, value
         # Two numerals Prosody writes that Lua 5.4 reads as another type: the
@@ -325,10 +367,10 @@ class _Parser:
         pos = self.skip(pos)
         if self.src[pos:pos + 1] == b"/":
             if value.__class__ not in (int, float):
-                raise self.error("only numbers can be divided", pos)
+                raise self.error("only numbers can be divided", pos, False)
             pos, divisor = self.parse_scalar(self.skip(pos + 1))
             if divisor.__class__ not in (int, float):
-                raise self.error("only numbers can be divided", pos)
+                raise self.error("only numbers can be divided", pos, False)
             value = _lua_divide(value, divisor)
             pos = self.skip(pos)
         if self.src[pos:pos + 1] != b")":
@@ -360,12 +402,13 @@ class _Parser:
                 return m.end(), False
             if name == b"nil":
                 return m.end(), None
-            raise self.error(f"unexpected name '{name.decode()}' (data may not refer to variables)", pos)
+            raise self.error(f"unexpected name '{name.decode()}' (data may not refer to variables)",
+                             pos, False)
         if c == b"{":
-            raise self.error("table not allowed here", pos)
+            raise self.error("table not allowed here", pos, False)
         if not c:
             raise self.error("unexpected end of input", pos)
-        raise self.error("unexpected symbol", pos)
+        raise self.error("unexpected symbol", pos, _lua_stuck_at(src, pos, _LUA_MAY_START))
 
     # -- tables --------------------------------------------------------------------
 
@@ -402,7 +445,7 @@ class _Parser:
             if c == b"[" and not _LONG_OPEN.match(src, pos):
                 kpos = self.skip(pos + 1)
                 if src[kpos:kpos + 1] == b"{":
-                    raise self.error("tables cannot be keys in data", kpos)
+                    raise self.error("tables cannot be keys in data", kpos, False)
                 kpos, key = self.parse_scalar(kpos)
                 key = self._check_key(key, pos)
                 kpos = self.skip(kpos)
@@ -410,7 +453,7 @@ class _Parser:
                     raise self.error("']' expected", kpos)
                 kpos = self.skip(kpos + 1)
                 if src[kpos:kpos + 1] != b"=":
-                    raise self.error("'=' expected", kpos)
+                    raise self.error("'=' expected", kpos, True)
                 pos = self.skip(kpos + 1)
             elif c.isalpha() or c == b"_":
                 m = _NAME.match(src, pos)
@@ -423,7 +466,7 @@ class _Parser:
                 raise self.error("'}' expected", pos)
             if src[pos:pos + 1] == b"{":
                 if len(stack) >= self.max_depth:
-                    raise self.error(f"tables nested deeper than {self.max_depth}", pos)
+                    raise self.error(f"tables nested deeper than {self.max_depth}", pos, False)
                 stack.append(TableBuilder(key))
                 pos += 1
                 continue
@@ -445,10 +488,10 @@ class _Parser:
 
     def _check_key(self, key: Any, pos: int) -> Any:
         if key is None:
-            raise self.error("table index is nil", pos)
+            raise self.error("table index is nil", pos, True)  # Lua: an error when run
         if key.__class__ is float:
             if key != key:
-                raise self.error("table index is NaN", pos)
+                raise self.error("table index is NaN", pos, True)
             if key.is_integer() and -(2.0 ** 63) <= key < 2.0 ** 63:
                 return int(key)  # Lua 5.4 stores integral float keys as integers
         return key
@@ -462,6 +505,14 @@ class _Positional:
 
 
 _POSITIONAL = _Positional()
+
+
+def _lua_stuck_at(src: bytes, pos: int, may_go_on: frozenset = _LUA_MAY_GO_ON) -> bool:
+    """Whether Lua refuses the text at ``pos`` too, where this reader stopped
+    expecting something else (after a value; see _LUA_MAY_GO_ON)."""
+    if pos >= len(src):
+        return True
+    return src[pos] not in may_go_on and src[pos:pos + 2] != b"=="
 
 
 def _text(raw: bytes) -> str | bytes:
@@ -535,7 +586,7 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         return value
     except RecursionError:
         # Only chains of parentheses or minus signs recurse; tables do not.
-        raise parser.error("value nested too deeply", 0) from None
+        raise parser.error("value nested too deeply", 0, False) from None
 
 
 def skip_space(src: bytes, pos: int) -> int:
@@ -568,55 +619,139 @@ def _parse_key(text: str) -> Any:
     return parser._check_key(key, 0)
 
 
-def _statement_ends(segment: bytes) -> list[int]:
-    """End offsets of the statements of a segment the fast path has read."""
-    ends = []
+# ---------------------------------------------------------------------------
+# Lists
+#
+# A .list file is a Lua chunk that Prosody's datamanager.list_load runs with
+# one global, ``item``, a function that appends its first argument to the list
+# (a nil one appends nothing).  This reader takes every such chunk whose
+# statements are ``item`` calls with data for arguments, in any layout Lua
+# takes: several on a line or indented, with or without ``;``, comments and
+# empty statements between, each call form (``item(v)``, ``item{...}``,
+# ``item"s"``, ``item[[s]]``), extra arguments (read, and dropped as Lua does),
+# ``item()`` and ``item(nil)`` (no item).  Everything else is refused with a
+# LuaSyntaxError, also where Prosody would run it: nothing here runs code.
+
+
+def _skip_separators(parser: _Parser, pos: int) -> int:
+    """Whitespace, comments and empty statements (``;``) from ``pos``."""
+    src = parser.src
+    pos = parser.skip(pos)
+    while src[pos:pos + 1] == b";":
+        pos = parser.skip(pos + 1)
+    return pos
+
+
+def _parse_arguments(parser: _Parser, pos: int) -> tuple[int, Any]:
+    """``(a, b, ...)`` at ``pos`` (on the parenthesis): ``(end, first argument or None)``.
+
+    Lua evaluates every argument and ``item`` keeps the first, so the others
+    are read (they must be data too) and dropped.
+    """
+    src = parser.src
+    pos = parser.skip(pos + 1)
+    if src[pos:pos + 1] == b")":
+        return pos + 1, None
+    pos, first = parser.parse_value(pos)
+    pos = parser.skip(pos)
+    while src[pos:pos + 1] == b",":
+        pos, _ = parser.parse_value(parser.skip(pos + 1))
+        pos = parser.skip(pos)
+    if src[pos:pos + 1] != b")":
+        raise parser.error("')' expected", pos)
+    return pos + 1, first
+
+
+def _parse_item_call(parser: _Parser, pos: int) -> tuple[int, Any]:
+    """The ``item`` call statement at ``pos``: ``(end, item)``, item None for none."""
+    src = parser.src
+    m = _NAME.match(src, pos)
+    if not m or m.group() != b"item":
+        # A Lua statement starts with a name, "(" or "::".  Any other token
+        # right after an item call would call or index its result (nothing),
+        # which fails when run.
+        lua_may_run = bool(m) or src[pos:pos + 1] == b"(" or src[pos:pos + 2] == b"::"
+        raise parser.error("'item' expected", pos, not lua_may_run)
+    pos = parser.skip(m.end())
+    c = src[pos:pos + 1]
+    if c == b"(":
+        return _parse_arguments(parser, pos)
+    if c == b"{" or c == b'"' or c == b"'" or _LONG_OPEN.match(src, pos):
+        return parser.parse_value(pos)
+    # "item = x" and "item, x = ..." are assignments Lua runs; after the bare
+    # name anything else is an error to Lua too (indexing a function fails).
+    raise parser.error("'(' expected", pos, c not in (b"=", b","))
+
+
+def _parse_statements(parser: _Parser, pos: int) -> Iterator[tuple[int, int, Any]]:
+    """``(start, end, item)`` for each statement from ``pos`` to the end of the text.
+
+    ``start`` is the offset of the statement's ``item``, ``end`` the offset
+    just past the call; item is None for ``item()`` and ``item(nil)``.
+    """
+    while True:
+        pos = _skip_separators(parser, pos)
+        if pos >= parser.end:
+            return
+        end, value = _parse_item_call(parser, pos)
+        yield pos, end, value
+        pos = end
+
+
+def _statement_starts(segment: bytes) -> list[int]:
+    """Start offsets of the statements of a segment the fast path has read."""
+    starts = [0]
     i = segment.find(b");\nitem(")
     while i >= 0:
-        ends.append(i + 3)
+        starts.append(i + 3)
         i = segment.find(b");\nitem(", i + 3)
-    ends.append(len(segment))
-    return ends
+    return starts
 
 
-def _parse_statements(parser: _Parser, pos: int, end: int) -> Iterator[tuple[int, Any]]:
-    """Yield ``(end_pos, value)`` for each ``item(...)`` statement in ``src[pos:end]``."""
+def _damage_start(parser: _Parser, pos: int, statement: int | None = None) -> int:
+    """Where the damage starts when the statement after offset ``pos`` (the end of
+    the last one that read) does not read: at that statement (``statement``, else
+    found from ``pos``; ``pos`` itself if a comment there is broken), or at the
+    start of its line when only blanks precede it there."""
+    if statement is None:
+        try:
+            statement = _skip_separators(parser, pos)
+        except LuaSyntaxError:
+            return pos
     src = parser.src
-    while True:
-        pos = parser.skip(pos)
-        if pos >= end:
-            return
-        if src[pos:pos + 1] == b";":
-            pos += 1
-            continue
-        m = _NAME.match(src, pos)
-        if not m or m.group() != b"item":
-            raise parser.error("'item' expected", pos)
-        pos = parser.skip(m.end())
-        c = src[pos:pos + 1]
-        if c == b"(":
-            pos = parser.skip(pos + 1)
-            if src[pos:pos + 1] == b")":
-                value = None
-            else:
-                pos, value = parser.parse_value(pos)
-                pos = parser.skip(pos)
-                if src[pos:pos + 1] != b")":
-                    raise parser.error("')' expected", pos)
-            pos += 1
-        elif c == b"{" or c == b'"' or c == b"'" or _LONG_OPEN.match(src, pos):
-            pos, value = parser.parse_value(pos)
-        else:
-            raise parser.error("'(' expected", pos)
-        yield pos, value
+    line = src.rfind(b"\n", pos, statement) + 1 or pos
+    return line if not src[line:statement].strip(b" \t\r\f\v") else statement
+
+
+def _segment_end(buf: bytes, start: int) -> int:
+    """Where a segment of whole statements may end: at the start of the last
+    line of ``buf`` (its line break at or after ``start``) whose first token is
+    ``item``; -1 if there is none.
+
+    Such a line starts a statement unless it lies in a long string or comment,
+    or in a string continued over lines: those end unfinished at the cut, an
+    error the caller retries on a longer segment.  A cut within a line could
+    fall in a line comment, which would end at the cut without an error, so
+    the items of one line always stay in one segment.
+    """
+    i = buf.rfind(_LIST_BOUNDARY, start)
+    if i >= 0:
+        return i + 1
+    last = None
+    for last in _INDENTED_ITEM.finditer(buf, start):
+        pass
+    return -1 if last is None else last.start() + 1
 
 
 def iter_list(src: bytes | str | IO[bytes], *, max_depth: int = DEFAULT_MAX_DEPTH) -> Iterator[Any]:
-    """Yield the items of a ``.list`` file (``item(...);`` statements) in order.
+    """Yield the items of a ``.list`` file in order, those Prosody's ``list_load`` returns.
 
     ``src`` is the file's content, or a binary file object read in chunks so
-    that memory stays bounded by the largest item.  ``item(nil)`` yields
-    nothing, as in Prosody.  Raises :class:`LuaSyntaxError` on bad input.
+    that memory stays bounded by the largest item (when items start lines;
+    the items of one line are read together).  Every layout of ``item`` calls
+    with data arguments is read (see the comment above); ``item(nil)`` and
+    ``item()`` yield nothing, and ``item(a, b)`` yields ``a``, as in Prosody.
+    Raises :class:`LuaSyntaxError` on anything else.
     """
     if not hasattr(src, "read"):
         src = io.BytesIO(_as_bytes(src))
@@ -627,89 +762,324 @@ def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
                            max_depth: int = DEFAULT_MAX_DEPTH) -> Iterator[tuple[int, Any]]:
     """Like :func:`iter_list`, yielding ``(end_offset, item)``.
 
-    ``end_offset`` is the byte offset just past the item's statement and its
-    line end, which is what Prosody 13 records in a ``.lidx`` index.
+    The items cut the input into consecutive pieces: an item's piece starts
+    where the previous one's ends (the first at 0), and ends where the next
+    item's statement starts (the last at the end of the input).  So a piece
+    holds one ``item`` call that yields an item, plus the separators,
+    comments and ``item(nil)`` calls up to the next one.  For Prosody's own
+    layout (one ``item(...);`` per line) the end is just past the item's line,
+    which is what Prosody 13 records in a ``.lidx`` index; where several items
+    share a line, a piece ends within the line, so that every piece still
+    holds exactly one item and the index has one entry per item read.
+
+    In a damaged list, the items before the damage come first, the last of
+    them ending where the statement that does not read starts; then the
+    :class:`LuaSyntaxError` is raised.
     """
     if not hasattr(src, "read"):
         src = io.BytesIO(_as_bytes(src))
     return _iter_stream(src, max_depth, offsets=True)
 
 
-def _line_end(data: bytes, pos: int) -> int:
-    """Offset past the statement's own ``;`` and newline, if any follow it directly."""
-    if data[pos:pos + 1] == b";":
-        pos += 1
-    if data[pos:pos + 1] == b"\n":
-        pos += 1
-    return pos
+_NO_ITEM = object()
 
 
 def _iter_stream(f: IO[bytes], max_depth: int, offsets: bool) -> Iterator[Any]:
-    """Parse a list from a binary file, one segment of whole statements at a time.
+    """The items of a list read from ``f``; with ``offsets``, ``(end, item)`` pairs."""
+    # A batch is let go of before the next is read, so that memory holds one.
+    batches = _iter_batches(f, max_depth, offsets)
+    if not offsets:
+        for _, items in batches:
+            if items:
+                yield from items
+            items = None
+        return
+    pending = _NO_ITEM  # an item whose end is the next item's start
+    for starts, items in batches:
+        if items is None:
+            if pending is not _NO_ITEM:
+                yield starts[0], pending
+                pending = _NO_ITEM
+            continue
+        for start, item in zip(starts, items):
+            if pending is not _NO_ITEM:
+                yield start, pending
+            pending = item
+        starts = items = item = None
 
-    Yields the items, or with ``offsets`` ``(end offset, item)`` pairs.
 
-    A segment ends just before the last line in the buffer that starts with
-    ``item``.  A statement that runs on past that line (a long string holding
-    such a line) fails with an error at the segment's end; it is then retried
-    on a longer segment, up to a later such line.  An error anywhere else is
-    real and raised at once, so a damaged file is never read whole.
+def _iter_batches(f: IO[bytes], max_depth: int,
+                  starts: bool) -> Iterator[tuple[list[int] | None, list | None]]:
+    """The items of a list read from ``f``, in batches ``(start offsets, items)``.
+
+    With ``starts``, the file offset of each item's statement comes with the
+    items (else None).  Statements that yield no item are left out.  A batch
+    ``([offset], None)`` says where the last item's piece ends: it comes last,
+    with the size of the input, or (with ``starts``) before an error, with the
+    start of the statement that does not read.
+
+    The list is parsed one segment of whole statements at a time (see
+    :func:`_segment_end`).  A statement that runs on past the segment fails
+    with an error at its end; it is then retried on a longer segment, up to a
+    later cut.  An error anywhere else is real and raised at once (after the
+    items before it), so a damaged file is never read whole.
     """
     fast = _fast_path_allowed(max_depth)
     buf = b""
     base_pos = 0  # file offset of buf[0]
     base_line = 1
-    search_from = 0  # a boundary must start at or after this index of buf
+    search_from = 0  # a cut's line break must be at or after this index of buf
     eof = False
     while True:
         if eof:
             cut = len(buf)
         else:
-            boundary = buf.rfind(_LIST_BOUNDARY, search_from)
-            if boundary < 0:
+            cut = _segment_end(buf, search_from)
+            if cut < 0:
                 chunk = f.read(max(_READ_SIZE, len(buf)))
                 eof = not chunk
                 buf += chunk
                 continue
-            cut = boundary + 1
         segment = buf[:cut]
         items = None
         if fast and search_from == 0:
             items = _fast_reader.read_items(segment, _parse_key)
         if items is not None:
-            if offsets:
-                for end, value in zip(_statement_ends(segment), items):
-                    yield base_pos + end, value
-            else:
-                yield from items
+            yield ([base_pos + s for s in _statement_starts(segment)] if starts else None), items
             consumed = cut
         else:
             parser = _Parser(segment, max_depth, base_line, base_pos)
+            found: list[int] = []
+            values: list = []
             consumed = 0
             try:
-                for pos, value in _parse_statements(parser, 0, cut):
-                    consumed = _line_end(segment, pos)
+                for start, end, value in _parse_statements(parser, 0):
+                    consumed = end
                     if value is not None:
-                        yield (base_pos + consumed, value) if offsets else value
+                        found.append(base_pos + start)
+                        values.append(value)
                 search_from = 0
-            except LuaSyntaxError as err:
-                if eof or err.pos - base_pos < cut:
-                    raise
-                search_from = cut - consumed
-            except RecursionError:
-                raise parser.error("value nested too deeply", consumed) from None
+            except (LuaSyntaxError, RecursionError) as exc:
+                if isinstance(exc, LuaSyntaxError) and not eof and exc.pos - base_pos >= cut:
+                    search_from = cut - consumed  # runs on past the cut: retry
+                else:
+                    # Only chains of parentheses or minus signs recurse.
+                    err = exc if isinstance(exc, LuaSyntaxError) else parser.error(
+                        "value nested too deeply", consumed, False)
+                    if values:
+                        yield found, values
+                    if starts:
+                        yield [base_pos + _damage_start(parser, consumed)], None
+                    raise err from None
+            if values:
+                yield found, values
         if eof and cut == len(buf):
+            yield [base_pos + cut], None
             return
         base_line += segment.count(b"\n", 0, consumed)
         base_pos += consumed
         buf = buf[consumed:]
         if not eof:
-            # Read on now, not only when no boundary is left: a segment holding
-            # no whole statement (a comment before an "item" line) consumes
+            # Read on now, not only when no cut is left: a segment holding no
+            # whole statement (a comment before an "item" line) consumes
             # nothing, and only more data moves the next cut forward.
             chunk = f.read(max(_READ_SIZE, len(buf)))
             eof = not chunk
             buf += chunk
+
+
+# -- cutting a list into items without reading it, and damaged lists --------------
+
+class ListPiece(NamedTuple):
+    """Bytes ``start:end`` of a list: one item (``value``), or damaged (``error``)."""
+
+    start: int
+    end: int
+    value: Any = None
+    error: LuaSyntaxError | None = None
+
+
+def list_pieces(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> list[ListPiece]:
+    """Cut a list into consecutive pieces that cover it: one per item, one per damaged part.
+
+    For a list that reads, these are the items of :func:`iter_list` with the
+    pieces of :func:`iter_list_with_offsets`.  In a damaged list, a statement
+    that does not read starts a damaged piece, which runs to the next line
+    whose first token is ``item``, where reading resumes (a guess at where the
+    next item starts; Lua itself reads nothing of a damaged list).  The first
+    damaged piece's error is the one :func:`iter_list` raises.
+    """
+    data = _as_bytes(data)
+    pieces = []
+    start = 0
+    try:
+        for end, value in iter_list_with_offsets(data, max_depth=max_depth):
+            pieces.append(ListPiece(start, end, value))
+            start = end
+    except LuaSyntaxError:
+        return _recover_pieces(data, max_depth)
+    return pieces
+
+
+def _recover_pieces(data: bytes, max_depth: int) -> list[ListPiece]:
+    """:func:`list_pieces` of a damaged list, parsed statement by statement."""
+    parser = _Parser(data, max_depth)
+    size = len(data)
+    pieces: list[ListPiece] = []
+    piece_start = 0  # where the next piece starts
+    pending = _NO_ITEM  # the item of the open piece, if any
+    pos = 0
+    while True:
+        statement = pos
+        try:
+            statement = _skip_separators(parser, pos)
+            if statement >= size:
+                break
+            pos, value = _parse_item_call(parser, statement)
+        except (LuaSyntaxError, RecursionError) as exc:
+            err = exc if isinstance(exc, LuaSyntaxError) else parser.error(
+                "value nested too deeply", statement, False)
+            if pending is not _NO_ITEM:
+                cut = _damage_start(parser, pos, statement)
+                pieces.append(ListPiece(piece_start, cut, pending))
+                piece_start, pending = cut, _NO_ITEM
+            resume = _next_item_line(data, statement)
+            pieces.append(ListPiece(piece_start, resume, None, err))
+            piece_start = pos = resume
+            continue
+        if value is not None:
+            if pending is not _NO_ITEM:
+                pieces.append(ListPiece(piece_start, statement, pending))
+                piece_start = statement
+            pending = value
+    if pending is not _NO_ITEM:
+        pieces.append(ListPiece(piece_start, size, pending))
+    elif pieces and piece_start < size:
+        pieces[-1] = pieces[-1]._replace(end=size)  # item(nil) and comments after damage
+    return pieces
+
+
+def _next_item_line(data: bytes, pos: int) -> int:
+    """The start of the first line after ``pos`` whose first token is ``item``, else the end."""
+    m = _ITEM_LINE.search(data, pos)
+    return len(data) if m is None else m.start() + 1
+
+
+# "item" and the start of a call: each statement, and whatever else looks like one.
+_ITEM_CALL = re.compile(rb"item[ \t\r\n\f\v]*[-({\"'\[]")
+_LONG_BRACKET = re.compile(rb"\[[\[=]")
+# Prosody writes inf, -inf and nan as (1/0), (-1/0), (0/0).
+_PROSODY_PARENTHESES = (b"1/", b"-1", b"0/")
+
+
+def list_item_ends(data: bytes | mmap.mmap) -> list[int]:
+    """The end offset of each item of a list, as :func:`iter_list_with_offsets`
+    gives them, and for a damaged list as :func:`list_pieces` cuts it.
+
+    ``data`` is the list's bytes or an ``mmap`` of it.  Text laid out as
+    Prosody writes it is cut at its lines that start with ``item``, the way
+    Prosody 13 builds an index, without being parsed (see
+    :func:`_prosody_line_ends` for why that is exact); any other is parsed.
+    """
+    ends = _prosody_line_ends(data)
+    if ends is not None:
+        return ends
+    if hasattr(data, "seek"):
+        data.seek(0)
+        stream: IO[bytes] = data
+    else:
+        stream = io.BytesIO(_as_bytes(data))
+    try:
+        return [end for end, _ in iter_list_with_offsets(stream)]
+    except LuaSyntaxError:
+        return [piece.end for piece in list_pieces(bytes(data))]
+
+
+def _prosody_line_ends(data: bytes | mmap.mmap) -> list[int] | None:
+    """The item ends of a list in Prosody's layout, from its lines alone; else None.
+
+    The layout: the text starts with ``item(``, has no long bracket (``[[``,
+    ``[=``) anywhere, and every ``item`` followed by what could start its
+    arguments is ``item(`` at a line start right after ``);`` and a line
+    break, with a first argument that is not nil.  Then, if the text reads at
+    all, its statements are exactly those places: every statement is one of
+    them, and each of them is a statement, since nothing can hide it (a short
+    string spans lines only after a backslash or ``\\z``, which leave no ``);``
+    right before the line break; a line comment ends before it; there is no
+    long string or comment).  A text that does not read gets the same cuts,
+    as :func:`list_pieces` would make them where only values are damaged.
+    """
+    if data[:5] != b"item(" or _LONG_BRACKET.search(data):
+        return None
+    ends = []
+    for m in _ITEM_CALL.finditer(data):
+        start = m.start()
+        if m.end() - start != 5 or data[start + 4] != 0x28:  # not exactly "item("
+            return None
+        if start:
+            if data[start - 3:start] != b");\n":
+                return None
+            ends.append(start)
+        arg = data[start + 5:start + 8]
+        first = arg[:1]
+        if (not first or first in b" \t\r\n\f\v)n" or arg[:2] == b"--"
+                or (first == b"(" and arg[1:3] not in _PROSODY_PARENTHESES)):
+            return None  # nil or nothing, or not as Prosody writes a value
+    ends.append(len(data))
+    return ends
+
+
+def could_be_lua(data: bytes) -> bool:
+    """False when Lua certainly refuses to load ``data`` as a chunk; True when it might.
+
+    Runs Lua's lexer over the whole text (strings and their escapes, long
+    strings, comments, numerals): a token it rejects, a byte that starts no
+    token, or brackets ``()``, ``{}``, ``[]`` that do not pair up are errors
+    wherever they are, whatever the text around them means.  Nothing is parsed
+    beyond that, let alone run, so True says little.
+    """
+    data = _as_bytes(data)
+    parser = _Parser(data, DEFAULT_MAX_DEPTH)
+    stack: list[int] = []
+    pos = 0
+    try:
+        while True:
+            pos = parser.skip(pos)
+            if pos >= parser.end:
+                return not stack
+            pos, bracket = _lex_token(parser, pos)
+            if bracket in _OPENERS:
+                stack.append(_OPENERS[bracket])
+            elif bracket and (not stack or stack.pop() != bracket):
+                return False
+    except LuaSyntaxError:
+        return False
+
+
+_OPENERS = {0x28: 0x29, 0x7B: 0x7D, 0x5B: 0x5D}  # ( ) { } [ ]
+
+
+def _lex_token(parser: _Parser, pos: int) -> tuple[int, int]:
+    """The Lua token at ``pos``: ``(end, its byte if it is a bracket, else 0)``.
+
+    Raises :class:`LuaSyntaxError` for a token Lua's lexer rejects and for a
+    byte that starts none, which Lua's parser rejects wherever it is.
+    """
+    src = parser.src
+    c = src[pos]
+    if c == 0x22 or c == 0x27:
+        return parser.parse_string(pos)[0], 0
+    if c == 0x5B:
+        m = _LONG_OPEN.match(src, pos)
+        return (parser.parse_long_string(m, pos)[0], 0) if m else (pos + 1, c)
+    if 0x30 <= c <= 0x39 or (c == 0x2E and src[pos + 1:pos + 2].isdigit()):
+        return parser.parse_number(pos)[0], 0
+    m = _NAME.match(src, pos)
+    if m:
+        return m.end(), 0
+    if c in _LUA_SYMBOLS:
+        return pos + 1, (c if c in b"(){}]" else 0)
+    raise parser.error("unexpected symbol", pos, True)
 
 
 # ---------------------------------------------------------------------------

@@ -300,7 +300,14 @@ def test_list_open_random_access_and_slices(dm):
     assert view.closed
     with pytest.raises(ValueError):
         view[0]
-    assert dm.list_open("nobody", "h", "l") is None
+    with dm.list_open("nobody", "h", "l") as missing:  # an empty view, as the README uses it
+        assert not missing.exists and len(missing) == 0 and list(missing) == []
+        assert missing[0:5] == [] and missing.path == dm.getpath("nobody", "h", "l", "list")
+        with pytest.raises(IndexError):
+            missing[0]
+        with pytest.raises(FileNotFoundError):
+            missing.stat()
+    assert missing.closed
 
 
 @pytest.mark.parametrize("damage", ["bad_magic", "truncated", "short_by_one", "garbage", "extra",

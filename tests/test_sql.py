@@ -353,7 +353,7 @@ def test_cli_to_and_from(tmp_path, data, capsys):
     back = str(tmp_path / "back")
     assert cli_main(["--data-path", back, "migrate", "--from", db, "--progress"]) == 0
     err = capsys.readouterr().err
-    assert "100%" in err and "wrote 8 files" in err
+    assert "\rmigrate [" in err and " rows/s" in err and "wrote 8 files" in err
     assert DataManager(back).load("alice", "localhost", "roster") == DataManager(data).load(
         "alice", "localhost", "roster")
 

@@ -10,48 +10,28 @@ from typing import BinaryIO, Iterator
 from prosody_store.cli.common import (
     CommandError,
     add_command,
+    check_filters,
     cli_name,
     data_manager,
-    describe,
     parse_hosts,
     print_json,
-    show_name,
+    report,
 )
-from prosody_store.cli.progress import Progress
-from prosody_store.datamanager import CorruptFileError, DataManager, StoreFile, atomic_write
+from prosody_store.cli.progress import Progress, file_sizes
+from prosody_store.datamanager import StoreFile, atomic_write
 from prosody_store.export import (
+    FILE_ERRORS,
+    Exporter,
     RecordError,
-    host_names,
+    file_problem,
     import_records,
-    iter_store_files,
-    record_chunks,
+    plan_export,
+    store_file_path,
 )
-from prosody_store.paths import Name, name_bytes
-from prosody_store.serialization import LuaSyntaxError
 
 
 # ---------------------------------------------------------------------------
 # export
-
-
-class ExportRun:
-    """The records of some store files as one stream of bytes, counting them."""
-
-    def __init__(self, dm: DataManager, files: list[StoreFile], bar: Progress) -> None:
-        self.dm = dm
-        self.files = files
-        self.bar = bar
-        self.records = 0
-
-    def chunks(self) -> Iterator[bytes]:
-        """Every record's bytes, a list's items streamed; files that vanished are skipped."""
-        for f in self.files:
-            written = False
-            for chunk in record_chunks(self.dm, f):
-                written = True
-                yield chunk
-            self.records += written
-            self.bar.update()
 
 
 def write_output(path: str | None, chunks: Iterator[bytes]) -> None:
@@ -65,31 +45,54 @@ def write_output(path: str | None, chunks: Iterator[bytes]) -> None:
         atomic_write(path, chunks)
 
 
-def missing_hosts(dm: DataManager, hosts: list[Name | None]) -> list[Name | None]:
-    """Those of ``hosts`` that have no data in the data directory."""
-    known = {name_bytes(h) if h is not None else None for h in host_names(dm.data_path)}
-    return [h for h in hosts if (name_bytes(h) if h is not None else None) not in known]
+def report_skipped(path: str, reason: str) -> None:
+    """One line on stderr for a file ``export --skip-damaged`` leaves out."""
+    report(f"skipped {path}: {reason}")
+    sys.stderr.flush()
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     dm = data_manager(args, write_index=False)
     hosts = parse_hosts(args.host)
     stores = [cli_name(s) for s in args.store] if args.store else None
-    files = list(iter_store_files(dm, hosts, stores))
-    if hosts and not files:
-        missing = missing_hosts(dm, hosts)
-        if missing:
-            raise CommandError(f"no data for host {show_name(missing[0])!r}")
-    bar = Progress(len(files), "export")
-    run = ExportRun(dm, files, bar)
+    check_filters(dm, hosts, stores)
+    plan = plan_export(dm, hosts, stores)
+    skip = args.skip_damaged
+    for problem in plan.problems:
+        if not skip:
+            raise CommandError(f"cannot export {problem.path}: {problem.reason} "
+                               "(--skip-damaged exports the rest)")
+        report_skipped(problem.path, problem.reason)
+    def key(f: StoreFile) -> tuple:
+        return f.host, f.store, f.user, f.type
+
+    sizes = {key(f): size for f, size in zip(plan.files, file_sizes(dm, plan.files))}
+    bar = Progress(sum(sizes.values()), "export", unit="bytes")
+    run = Exporter(dm, plan.files, report_skipped if skip else None,
+                   progress=lambda f: bar.update(step=sizes.get(key(f), 0)))
+
+    def chunks() -> Iterator[bytes]:
+        # Errors of reading the data come out of here; those of writing the
+        # output (a full disk, a closed pipe) come from the writer and stay as they are.
+        try:
+            yield from run.chunks()
+        except FILE_ERRORS as err:
+            path, reason = file_problem(err, store_file_path(dm, run.current))
+            raise CommandError(f"cannot export {path}: {reason} "
+                               "(--skip-damaged exports the rest)") from None
+
     try:
-        write_output(args.output, run.chunks())
-    except (CorruptFileError, LuaSyntaxError) as err:
-        raise CommandError(f"cannot export: {describe(err)}") from None
+        write_output(args.output, chunks())
     finally:
         bar.close()
+    skipped = len(plan.problems) + run.skipped
     if args.json and args.output not in (None, "-"):
-        print_json({"records": run.records})
+        print_json({"records": run.records, "skipped": skipped} if skip
+                   else {"records": run.records})
+    if skipped:
+        total = len(plan.problems) + len(plan.files)
+        raise CommandError(f"{skipped} of {total} files skipped (listed above); "
+                           f"{run.records} records exported")
     return 0
 
 
@@ -143,8 +146,13 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         "Write every store file (or those of some hosts and stores) as one JSON line "
         "{host, user, store, type, value}, losslessly (see README, 'Export format'). "
         "The output depends only on the data: export, import, export gives the same "
-        "bytes. Lists are streamed.",
+        "bytes, and import restores every file export wrote. Lists are streamed. "
+        "A file that cannot be exported (damaged, unreadable, or one import could not "
+        "restore, such as a file name Prosody does not spell so) stops the export "
+        "with exit 1 naming it, and -o FILE is not written; --skip-damaged exports "
+        "everything else, lists each such file on stderr and exits 1.",
         "  prosody-store export -o /backup/prosody.jsonl\n"
+        "  prosody-store export --skip-damaged -o /backup/prosody.jsonl 2> skipped.txt\n"
         "  prosody-store export --host example.com --store roster | jq -c .value\n"
         "  prosody-store export | gzip > prosody-$(date +%F).jsonl.gz\n", cmd_export)
     p.add_argument("--host", action="append", default=[], metavar="HOST",
@@ -153,15 +161,21 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
                    help="only this store (repeatable)")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write to FILE (complete or not at all) instead of stdout")
-    p.add_argument("--json", action="store_true", help="with -o: print {\"records\": N}")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="export every file that can be exported, list the others on "
+                        "stderr (one line each, with the reason) and exit 1")
+    p.add_argument("--json", action="store_true",
+                   help="with -o: print {\"records\": N} (and \"skipped\": M with "
+                        "--skip-damaged)")
 
     p = add_command(
         commands, "import", common, "write JSON Lines from export back",
         "Write every record of FILE (default stdin) into the data directory: a keyval "
         "record replaces the .dat, a list record the whole .list (each atomically, a "
         "list streamed through a temporary file). Idempotent; stores not in the "
-        "input are left alone. Stops at the first bad record (exit 1); the records "
-        "before it are written.",
+        "input are left alone. Stops at the first bad record with one line naming "
+        "its input line (exit 1): the records before it are written, the file of the "
+        "bad record is left as it was (--dry-run checks the whole input first).",
         "  prosody-store import /backup/prosody.jsonl\n"
         "  zcat prosody.jsonl.gz | prosody-store --data-path /srv/new import\n"
         "  prosody-store import --dry-run changed.jsonl\n", cmd_import)

@@ -3,16 +3,18 @@ reading names from argv and writing names and JSON to stdout."""
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import stat
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from prosody_store.config import DEFAULT_DATA_PATH, ConfigError, read_config
 from prosody_store.datamanager import CorruptFileError, DataManager
-from prosody_store.errors import Error
+from prosody_store.errors import Error, StorageError
 from prosody_store.export import RecordError
-from prosody_store.paths import GLOBAL_HOST, Name, StoreError
+from prosody_store.paths import GLOBAL_HOST, Name, StoreError, name_bytes
 from prosody_store.serialization import LuaSyntaxError
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -29,6 +31,51 @@ class CommandError(Error):
     def __init__(self, message: str, status: int = 1) -> None:
         super().__init__(message)
         self.status = status
+
+
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character that would end a line escaped (``\\n``):
+    a name given on the command line cannot split an error message."""
+    return text.translate(_LINE_BREAKS)
+
+
+def report(message: str) -> None:
+    """An error or warning: one line on stderr, ``prosody-store: message``."""
+    print(f"prosody-store: {one_line(message)}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with each usage error on one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def storage_error(err: OSError, path: str | bytes, action: str) -> StorageError:
+    """``err`` as a :class:`~prosody_store.errors.StorageError` naming ``path`` as text."""
+    reason = err.strerror or (os.strerror(err.errno) if err.errno else str(err))
+    return StorageError(err.errno, reason, os.fsdecode(path), action)
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a failure of the file system: ``path: reason``, paths as text.
+
+    The reason is the system's words for ``errno`` ("Permission denied",
+    "Read-only file system", "No space left on device"), with a more
+    particular text of the error after it.
+    """
+    if isinstance(err, StorageError):
+        return str(err)
+    reason = os.strerror(err.errno) if err.errno else (err.strerror or str(err)
+                                                        or type(err).__name__)
+    if err.strerror and err.strerror != reason:
+        reason += f" ({err.strerror})"
+    names = [os.fsdecode(f) if isinstance(f, (str, bytes)) else str(f)
+             for f in (err.filename, err.filename2) if f is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason
 
 
 # ---------------------------------------------------------------------------
@@ -63,19 +110,92 @@ class Settings:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.config = None
+        for option in ("data_path", "prosody_config"):
+            if getattr(args, option, None) == "":  # --data-path "$UNSET": not the default
+                raise CommandError(f"--{option.replace('_', '-')} is empty", 2)
         if args.prosody_config:
             self.config = read_prosody_config(args.prosody_config)
             for problem in self.config.problems:
-                print(f"prosody-store: warning: {problem}", file=sys.stderr)
+                report(f"warning: {problem}")
         self.data_path = (args.data_path or os.environ.get("PROSODY_DATA_PATH")
                           or (self.config.data_path if self.config else DEFAULT_DATA_PATH))
-        if not os.path.isdir(self.data_path):
-            raise CommandError(f"data directory {self.data_path} does not exist")
+        check_data_directory(self.data_path)
+
+
+def check_data_directory(path: str) -> None:
+    """A CommandError unless ``path`` is a directory; a StorageError if that
+    cannot be told (permission denied is not "does not exist")."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise CommandError(f"data directory {path} does not exist") from None
+    except ValueError as err:  # a NUL byte
+        raise CommandError(f"data directory {path!r}: {err}", 2) from None
+    except OSError as err:
+        raise storage_error(err, path, "access") from None
+    if not stat.S_ISDIR(mode):
+        raise CommandError(f"data directory {path} is not a directory")
 
 
 def data_manager(args: argparse.Namespace, **options: Any) -> DataManager:
     """The DataManager of the command's data directory (which must exist)."""
     return DataManager(Settings(args).data_path, **options)
+
+
+# ---------------------------------------------------------------------------
+# Hosts and stores that must exist
+
+
+def host_exists(dm: DataManager, host: Name | None) -> bool:
+    """Whether the data directory has ``host``'s directory; a StorageError if
+    that cannot be told or the name is taken by something else than a directory."""
+    path = dm.host_directory(host)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise storage_error(err, path, "access") from None
+    if not stat.S_ISDIR(mode):
+        raise StorageError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path, "use")
+    return True
+
+
+def quoted(names: list[Name | None]) -> str:
+    """Names for a message: ``'a'``, ``'a', 'b'``."""
+    return ", ".join(repr(show_name(n)) for n in names)
+
+
+def no_host_error(hosts: list[Name | None], hint: str = "") -> CommandError:
+    return CommandError(f"no data for host{'s' if len(hosts) > 1 else ''} {quoted(hosts)}"
+                        + hint)
+
+
+def require_host(dm: DataManager, host: Name | None, hint: str = "") -> None:
+    """A CommandError (exit 1) naming ``host`` if the data directory does not have it."""
+    if not host_exists(dm, host):
+        raise no_host_error([host], hint)
+
+
+def check_filters(dm: DataManager, hosts: list[Name | None] | None,
+                  stores: list[Name] | None) -> None:
+    """A CommandError (exit 1) naming every ``--host`` the data directory does
+    not have and, when they all exist, every ``--store`` that none of the
+    selected hosts (all of them without ``--host``) has: a filter that matches
+    nothing is a typo, not an empty job."""
+    if hosts:
+        missing = [h for h in hosts if not host_exists(dm, h)]
+        if missing:
+            raise no_host_error(missing)
+    if stores:
+        selected = hosts if hosts else dm.hosts()
+        have = {name_bytes(s) for h in selected for s in dm.store_names(h)}
+        missing_stores = [s for s in stores if name_bytes(s) not in have]
+        if missing_stores:
+            where = f"host{'s' if len(selected) > 1 else ''} {quoted(selected)}" if hosts \
+                else "any host"
+            raise CommandError(f"no store{'s' if len(missing_stores) > 1 else ''} "
+                               f"{quoted(missing_stores)} on {where}")
 
 
 # ---------------------------------------------------------------------------
@@ -130,6 +250,13 @@ def jid_text(user: Name | None, host: Name | None) -> str:
 def print_json(obj: Any) -> None:
     """One line of compact JSON on stdout."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def print_line(text: str) -> None:
+    """One line of text on stdout, names that are not UTF-8 as their own bytes
+    (whatever the locale's encoding of stdout)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(os.fsencode(text) + b"\n")
 
 
 def describe(err: BaseException) -> str:

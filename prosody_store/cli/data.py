@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from prosody_store import serialization
 from prosody_store.cli.common import (
     CommandError,
     add_command,
+    check_filters,
     cli_name,
     data_manager,
     describe,
@@ -20,6 +20,7 @@ from prosody_store.cli.common import (
     parse_host,
     parse_jid,
     print_json,
+    require_host,
     show_name,
 )
 from prosody_store.export import host_names, store_names, to_json
@@ -60,6 +61,8 @@ MAX_DEPTH = serialization.DEFAULT_MAX_DEPTH
 
 def read_stdin_value(fmt: Format) -> Any:
     """The value on stdin; a CommandError if there is none or it is invalid."""
+    if sys.stdin is None:  # closed (<&-)
+        raise CommandError("no data on stdin")
     data = sys.stdin.buffer.read()
     if not data.strip():
         raise CommandError("no data on stdin")
@@ -86,20 +89,25 @@ def cmd_get(args: argparse.Namespace) -> int:
             out.write(fmt.encode(value) + b"\n")
             return 0
     if args.type in (None, "list"):
-        view = dm.list_open(user, host, store)
-        if view is not None:
-            with view:
+        with dm.list_open(user, host, store) as view:
+            if view.exists:
                 for chunk in fmt.encode_list(view):
                     out.write(chunk)
                 out.write(b"\n")
-            return 0
+                return 0
+    require_host(dm, host)
     raise CommandError(f"no {args.type or 'data'} in store {show_name(store)!r} "
                        f"for {jid_text(user, host)}")
+
+
+CREATE_HOST_HINT = " (--create-host creates it)"
 
 
 def cmd_put(args: argparse.Namespace) -> int:
     dm = data_manager(args)
     user, host = parse_jid(args.jid)
+    if not args.create_host:
+        require_host(dm, host, CREATE_HOST_HINT)
     value = read_stdin_value(COMMAND_FORMATS[args.format])
     if not isinstance(value, (dict, list)):
         raise CommandError("put needs a table (a JSON object or array, a Lua table)")
@@ -113,6 +121,8 @@ def cmd_put(args: argparse.Namespace) -> int:
 def cmd_append(args: argparse.Namespace) -> int:
     dm = data_manager(args)
     user, host = parse_jid(args.jid)
+    if not args.create_host:
+        require_host(dm, host, CREATE_HOST_HINT)
     value = read_stdin_value(COMMAND_FORMATS[args.format])
     if value is None or value is False:
         raise CommandError("cannot append null or false (Prosody ignores them)")
@@ -127,6 +137,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     dm = data_manager(args)
     user, host = parse_jid(args.jid)
     store = cli_name(args.store)
+    require_host(dm, host)  # nothing to delete is fine; a host that is not there, a typo
     if args.type in (None, "keyval"):
         dm.store(user, host, store, None)
     if args.type in (None, "list"):
@@ -157,17 +168,19 @@ def cmd_hosts(args: argparse.Namespace) -> int:
 def cmd_users(args: argparse.Namespace) -> int:
     dm = data_manager(args, write_index=False)
     host = parse_host(args.host)
-    if not os.path.isdir(dm.host_directory(host)):
-        raise CommandError(f"no data for host {args.host!r}")
+    require_host(dm, host)
     stores = [cli_name(args.store)] if args.store else store_names(dm, host)
     types = [args.type] if args.type else ["keyval", "list"]
     users = {name_bytes(u): u for s in stores for t in types for u in dm.users(host, s, t)}
+    if args.store and not users:
+        check_filters(dm, [host], stores)  # a --store the host does not have is an error
     return print_names(args, [users[k] for k in sorted(users)])
 
 
 def cmd_stores(args: argparse.Namespace) -> int:
     dm = data_manager(args, write_index=False)
     user, host = parse_jid(args.jid)
+    require_host(dm, host)
     types = [args.type] if args.type else ["keyval", "list"]
     if user is None:
         names = set(store_names(dm, host)) if not args.type else set(
@@ -181,6 +194,8 @@ def cmd_stores(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------
 # The parser
 
+
+CREATE_HOST_HELP = "create the host's directory if the data directory does not have it"
 
 TYPE_OPTION = dict(choices=["keyval", "list"], help="only keyval (.dat) or only list (.list) data")
 """``--type``, of every command that can do only one kind of data."""
@@ -212,25 +227,32 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     p = add_command(
         commands, "put", common, "replace a keyval store with stdin",
         "Replace the keyval data of JID in STORE with the table on stdin (atomic). "
-        "{} or [] removes it, as in Prosody.",
+        "{} or [] removes it, as in Prosody. A host the data directory does not "
+        "have is an error (a typo, usually) unless --create-host.",
         "  echo '{\"password\":\"s3cret\"}' | prosody-store put alice@example.com accounts\n"
-        "  prosody-store put example.com motd --format lua < motd.lua\n", cmd_put)
+        "  prosody-store put example.com motd --format lua < motd.lua\n"
+        "  echo '{\"a\":1}' | prosody-store put alice@new.example settings --create-host\n",
+        cmd_put)
     p.add_argument("jid", metavar="JID")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--format", **format_option())
+    p.add_argument("--create-host", action="store_true", help=CREATE_HOST_HELP)
 
     p = add_command(
         commands, "append", common, "append stdin to a list store",
-        "Append the value on stdin as one item to the list of JID in STORE.",
+        "Append the value on stdin as one item to the list of JID in STORE. A host "
+        "the data directory does not have is an error unless --create-host.",
         "  echo '{\"when\":1700000000,\"note\":\"hi\"}' | "
         "prosody-store append alice@example.com notes\n", cmd_append)
     p.add_argument("jid", metavar="JID")
     p.add_argument("store", metavar="STORE")
     p.add_argument("--format", **format_option())
+    p.add_argument("--create-host", action="store_true", help=CREATE_HOST_HELP)
 
     p = add_command(
         commands, "delete", common, "remove a store of a user",
-        "Remove the keyval and list data of JID in STORE (nothing there is fine).",
+        "Remove the keyval and list data of JID in STORE (nothing there is fine; a "
+        "host the data directory does not have is an error).",
         "  prosody-store delete alice@example.com offline\n"
         "  prosody-store delete alice@example.com archive --type list\n", cmd_delete)
     p.add_argument("jid", metavar="JID")
@@ -245,7 +267,8 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
 
     p = add_command(
         commands, "users", common, "list the users of a host",
-        "List the users that have data on HOST (in STORE, of a type).",
+        "List the users that have data on HOST (in STORE, of a type). A HOST or STORE "
+        "that the data directory does not have is an error (exit 1).",
         "  prosody-store users example.com --store accounts\n"
         "  prosody-store users example.com --store archive --type list | wc -l\n",
         cmd_users)

@@ -10,9 +10,18 @@ import os
 import sys
 
 from prosody_store import sql
-from prosody_store.cli.common import RAW, CommandError, Settings, read_prosody_config
+from prosody_store.cli.common import (
+    RAW,
+    CommandError,
+    Settings,
+    check_filters,
+    cli_name,
+    parse_hosts,
+    read_prosody_config,
+)
 from prosody_store.cli.progress import Progress
 from prosody_store.config import DEFAULT_DATA_PATH
+from prosody_store.datamanager import DataManager
 
 EPILOG = """\
 examples:
@@ -41,6 +50,10 @@ def target_data_path(args: argparse.Namespace) -> str:
 
 def run_migration(args: argparse.Namespace, data_path: str, bar: Progress) -> sql.Report:
     """Copy the data one way or the other; database errors as CommandError."""
+    if args.to is not None and os.path.isdir(data_path):
+        # A --host or --store that the data directory lacks is a typo, not an empty job.
+        check_filters(DataManager(data_path), parse_hosts(args.host),
+                      [cli_name(s) for s in args.store] or None)
     try:
         if args.to is not None:
             return sql.migrate_to_sql(
