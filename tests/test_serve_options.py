@@ -80,7 +80,7 @@ def test_port_in_use_is_one_line_naming_the_address():
         taken.listen(1)
         port = taken.getsockname()[1]
         proc = serve(port=port)
-    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
     line = one_line(proc.stderr)
     assert f"127.0.0.1:{port}" in line and "in use" in line, line
 

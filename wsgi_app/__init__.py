@@ -2,7 +2,9 @@
 
 ``create_app(data_path, admins=...)`` returns the WSGI callable;
 ``application`` is one configured from environment variables, for any WSGI
-server (``waitress-serve wsgi_app:application``):
+server (``waitress-serve wsgi_app:application``).  It is built when it is
+first looked up, which such servers do at start, so that a bad setting (a
+data directory that does not exist) stops them there, with the reason:
 
 ``PROSODY_DATA_PATH``   the data directory (default ``/var/lib/prosody``)
 ``PROSODY_ADMINS``      admin JIDs, separated by commas or spaces
@@ -12,6 +14,10 @@ server (``waitress-serve wsgi_app:application``):
 ``PROSODY_MAX_VALUES``  the most values a request body may hold (default 250,000)
 ``PROSODY_ITERATIONS``  PBKDF2 cost of a normal login (default: the config's
                         ``default_iteration_count``, else 10,000)
+``PROSODY_TRUSTED_PROXIES``  addresses or networks (``ADDRESS/BITS``) of
+                        reverse proxies whose ``X-Forwarded-*`` headers are
+                        believed, separated by commas or spaces
+``PROSODY_METRICS``     ``1`` (or ``true``, ``yes``): serve ``/metrics``
 """
 from __future__ import annotations
 
@@ -24,9 +30,12 @@ from prosody_store.datamanager import DataManager
 from wsgi_app.app import DEFAULT_MAX_BODY, DataAccessApp
 from wsgi_app.auth import Authenticator
 from wsgi_app.limits import DEFAULT_MAX_VALUES
+from wsgi_app.logs import log_access
+from wsgi_app.observe import Observe
+from wsgi_app.proxy import TrustedProxies
 from wsgi_app.rights import Rights
 
-__all__ = ["DataAccessApp", "application", "create_app"]
+__all__ = ["DataAccessApp", "create_app"]
 
 
 def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
@@ -34,7 +43,8 @@ def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
                hosts: Iterable[str] | None = None, max_body: int = DEFAULT_MAX_BODY,
                cache_size: int = 1024, iterations: int = DEFAULT_ITERATIONS,
                max_iterations: int | None = None,
-               max_values: int | None = None) -> DataAccessApp:
+               max_values: int | None = None, trusted_proxies: Iterable[str] = (),
+               metrics: bool = False) -> DataAccessApp:
     """The data access service for the Prosody data directory ``data_path``.
 
     ``admins`` are server admins (every store of every user on every host),
@@ -46,19 +56,61 @@ def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
     account records asking for more than ``max_iterations`` (default: the
     same) never log in.  A PUT or POST body may hold at most ``max_body``
     bytes and ``max_values`` values (default 250,000, :mod:`wsgi_app.limits`).
+
+    Every request is logged (:mod:`wsgi_app.logs`).  ``trusted_proxies``
+    (addresses or ``ADDRESS/BITS`` networks, ``unix`` for the Unix socket)
+    are the peers whose ``X-Forwarded-For/-Proto/-Host/-Prefix`` headers are
+    believed (:mod:`wsgi_app.proxy`).  ``metrics`` serves ``/metrics``
+    (:mod:`wsgi_app.metrics`; needs ``prometheus_client``).  A data directory
+    that does not exist or cannot be listed, a bad proxy address and metrics
+    without ``prometheus_client`` raise ``ValueError``.
     """
-    if not os.path.isdir(data_path):
-        raise ValueError(f"data directory {os.fspath(data_path)!r} does not exist")
+    check_data_path(data_path)
     dm = DataManager(data_path)
     auth = Authenticator(dm, hosts=hosts, cache_size=cache_size, iterations=iterations,
                          max_iterations=max_iterations)
     rights = Rights(dm, admins=admins, host_admins=host_admins)
-    return DataAccessApp(dm, auth, rights, max_body=max_body,
-                         max_values=max_values or DEFAULT_MAX_VALUES)
+    app = DataAccessApp(dm, auth, rights, max_body=max_body,
+                        max_values=max_values or DEFAULT_MAX_VALUES)
+    observers = []
+    if metrics:
+        from wsgi_app.metrics import Metrics
+
+        collected = Metrics(auth.counts)
+        app.wsgi_app = collected.wrap(app.wsgi_app)
+        observers.append(collected.observe)
+    observers.append(log_access)  # last: once a request's line is logged, it is counted
+    app.wsgi_app = Observe(app.wsgi_app, observers)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, trusted_proxies)
+    return app
+
+
+def check_data_path(data_path: str | os.PathLike) -> None:
+    """ValueError, with the path and the reason, unless ``data_path`` is a
+    directory this process can list."""
+    path = os.fspath(data_path)
+    if not os.path.isdir(path):
+        reason = "is not a directory" if os.path.exists(path) else "does not exist"
+        raise ValueError(f"data directory {path!r} {reason}")
+    try:
+        with os.scandir(path) as entries:
+            next(entries, None)
+    except OSError as err:
+        raise ValueError(f"data directory {path!r} cannot be read: "
+                         f"{err.strerror or err}") from None
 
 
 def _split(value: str | None) -> list[str]:
     return value.replace(",", " ").split() if value else []
+
+
+def _flag(name: str, value: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={value!r} is not 1 or 0")
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,9 +134,14 @@ def app_from_environment() -> DataAccessApp:
     return create_app(data_path or "/var/lib/prosody", admins=admins, host_admins=host_admins,
                       hosts=hosts, max_body=int(env.get("PROSODY_MAX_BODY", DEFAULT_MAX_BODY)),
                       max_values=int(env.get("PROSODY_MAX_VALUES", DEFAULT_MAX_VALUES)),
-                      iterations=iterations or DEFAULT_ITERATIONS)
+                      iterations=iterations or DEFAULT_ITERATIONS,
+                      trusted_proxies=_split(env.get("PROSODY_TRUSTED_PROXIES")),
+                      metrics=_flag("PROSODY_METRICS", env.get("PROSODY_METRICS")))
 
 
-def application(environ: dict, start_response):
-    """WSGI entry point configured from the environment (built on the first request)."""
-    return app_from_environment()(environ, start_response)
+def __getattr__(name: str):
+    # ``application``: the app configured from the environment, built when a WSGI
+    # server looks it up (at its start), not on a first request that would fail.
+    if name == "application":
+        return app_from_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

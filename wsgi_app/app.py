@@ -5,6 +5,7 @@
     GET | HEAD       /data[/<host>/<user>]/<store>[/<format>]
     PUT | POST       /data[/<host>/<user>]/<store>
     DELETE           /data[/<host>/<user>]/<store>
+    GET | HEAD       /health   (no authentication: 200 or 503, no data)
 
 This module only maps HTTP to store calls: Werkzeug parses requests and
 headers, :mod:`wsgi_app.auth` says who is asking, :mod:`prosody_store` does the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import os
 from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
@@ -41,6 +43,7 @@ from prosody_store.datamanager import (
     CorruptFileError,
     DataManager,
     InvalidNameError,
+    ListBusyError,
     NameTooLongError,
     StoreError,
 )
@@ -48,9 +51,11 @@ from prosody_store.jid import JIDError, nodeprep
 from wsgi_app import limits
 from wsgi_app.auth import Authenticator, AuthError, User, prep_host
 from wsgi_app.cache import BodyCache
+from wsgi_app.observe import USER_KEY
 from wsgi_app.rights import Access, Rights, public_view
 
 log = logging.getLogger("wsgi_app")
+auth_log = logging.getLogger("wsgi_app.auth")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 READ_METHODS = ("GET", "HEAD")
@@ -84,27 +89,41 @@ class DataAccessApp:
         methods = (*READ_METHODS, *WRITE_METHODS)
         self.url_map = Map([
             Rule("/data<segments:path>", endpoint="data", methods=methods),
+            Rule("/health", endpoint="health", methods=READ_METHODS),
         ], converters={"segments": SegmentsConverter}, strict_slashes=False,
             merge_slashes=False, redirect_defaults=False)
 
     # -- WSGI ----------------------------------------------------------------------
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+        # Middleware (the access log, metrics, trusted proxies: wsgi_app.create_app)
+        # wraps wsgi_app, so that the application object stays this one.
+        return self.wsgi_app(environ, start_response)
+
+    def wsgi_app(self, environ: dict, start_response) -> Iterable[bytes]:
         request = Request(environ)
         try:
             response = self.dispatch(request)
         except HTTPException as exc:
             response = error_response(exc)
+        except Exception:  # a bug: the details to the log, one line to the client
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = error_response(InternalServerError("internal server error"))
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
-            _, args = adapter.match()
+            endpoint, args = adapter.match()
         except MethodNotAllowed as exc:
-            self.authenticate(request)  # without valid credentials, nothing but 401
+            if not request.path.startswith("/health"):
+                self.authenticate(request)  # without valid credentials, nothing but 401
             exc.description = f"method {request.method} not allowed"
             raise
+        except NotFound:
+            raise NotFound("no such path: the API is /data[/<host>/<user>]/<store>") from None
+        if endpoint == "health":
+            return self.health()
         user = self.authenticate(request)
         host, node, store, fmt = self.resolve(args["path"], user)
         try:
@@ -133,11 +152,18 @@ class DataAccessApp:
         if credentials is None or credentials.type != "basic":
             raise self.unauthorized(request, credentials, "HTTP Basic credentials required")
         try:
-            return self.auth.authenticate(credentials.username or "", credentials.password or "")
-        except AuthError:
-            # The reason stays here: telling "no such account" from "wrong password"
-            # would let anyone probe which accounts exist.
+            user = self.auth.authenticate(credentials.username or "",
+                                          credentials.password or "")
+        except AuthError as err:
+            # The reason stays here (and in the log): telling "no such account" from
+            # "wrong password" would let anyone probe which accounts exist.
+            name = credentials.username or ""
+            auth_log.warning("failed login as %r from %s: %s",
+                             name if len(name) <= 200 else name[:200] + "...",
+                             request.remote_addr or "-", limits.brief(err))
             raise self.unauthorized(request, credentials, "bad credentials") from None
+        request.environ[USER_KEY] = user.jid
+        return user
 
     def unauthorized(self, request: Request, credentials: Authorization | None,
                      reason: str) -> Unauthorized:
@@ -185,6 +211,16 @@ class DataAccessApp:
 
     # -- methods -------------------------------------------------------------------
 
+    def health(self) -> Response:
+        """200 when the data directory can be listed, else 503; never a name or path."""
+        try:
+            with os.scandir(self.dm.data_path) as entries:
+                next(entries, None)
+        except OSError as err:
+            log.error("health check: data directory %s unreadable: %s", self.dm.data_path, err)
+            raise ServiceUnavailable("data directory unreadable") from None
+        return Response("ok\n", status=200, content_type="text/plain; charset=utf-8")
+
     def get(self, request: Request, host: str, node: str, store: str, name: str | None,
             access: Access) -> Response:
         fmt = FORMATS[name] if name is not None else self.negotiate(request)
@@ -202,9 +238,8 @@ class DataAccessApp:
         if body is not None:
             return self.respond(fmt, body)
         items = self.dm.list_open(node, host, store)
-        if items is None or len(items) == 0:
-            if items is not None:
-                items.close()
+        if len(items) == 0:
+            items.close()
             raise NotFound(f"no data in store {store!r}")
         if request.method == "HEAD":
             # The length a GET would send, so that the server does not frame an
@@ -299,13 +334,17 @@ def storage_failure(err: Exception, store: str, owner: str) -> HTTPException:
     """The HTTP error for a failure of the store, with a one-line reason that names
     no server path; the details, path included, go to the log."""
     if isinstance(err, CorruptFileError):
-        log.error("damaged file %s: %s", err.filename, err)
+        log.error("damaged file %s: %s", err.filename, err, exc_info=err)
         return InternalServerError(
             f"stored data unusable: store {store!r} of {owner} is damaged "
             f"(line {err.lineno}, column {err.colno}: {_one_line(err.msg)})")
     if isinstance(err, (InvalidNameError, NameTooLongError)):
         return NotFound("no such user or host")
-    log.error("storage failure on store %r of %s: %s", store, owner, err)
+    if isinstance(err, ListBusyError):
+        log.warning("store %r of %s kept changing under an append: %s", store, owner, err)
+        return ServiceUnavailable(f"store {store!r} is being written by another process; "
+                                  "try again", retry_after=1)
+    log.error("storage failure on store %r of %s: %s", store, owner, err, exc_info=err)
     code = getattr(err, "errno", None)
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return InsufficientStorage(f"no space left to store {store!r}")

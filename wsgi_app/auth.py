@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -69,6 +71,20 @@ class Authenticator:
         self.max_iterations = iterations if max_iterations is None else max_iterations
         self.cache = CredentialCache(maxsize=cache_size)
         self._account = functools.lru_cache(maxsize=cache_size)(self._account)
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def counts(self) -> dict[str, int]:
+        """How logins went since start: ``failed`` (credentials refused),
+        ``cached`` (accepted by the credential cache, no key derivation) and
+        ``verified`` (accepted after a key derivation).  Numbers only: never
+        who logged in."""
+        with self._counts_lock:
+            return {key: self._counts[key] for key in ("failed", "cached", "verified")}
+
+    def _count(self, key: str) -> None:
+        with self._counts_lock:
+            self._counts[key] += 1
 
     def serves(self, host: str) -> bool:
         if self.hosts is not None:
@@ -87,15 +103,19 @@ class Authenticator:
         try:
             return self._authenticate(username, password, spent)
         except AuthError:
+            self._count("failed")
             dummy_derivation(self.iterations - spent[0])
             raise
 
     def _authenticate(self, username: str, password: str, spent: list[int]) -> User:
         try:
             node, host, path = self._account(username)
-            password = saslprep(password)
         except (JIDError, StoreError) as err:
-            raise AuthError(f"bad JID or password: {err}") from None
+            raise AuthError(f"bad JID: {err}") from None
+        try:
+            password = saslprep(password)
+        except JIDError:  # its message would quote a character of the password
+            raise AuthError("password refused by SASLprep") from None
         # With hosts=None a host is served when it has an accounts store, which the
         # stat of the account file below decides (one system call, not two).
         if self.hosts is not None and host not in self.hosts:
@@ -105,6 +125,7 @@ class Authenticator:
             raise AuthError("no such account")
         jid = f"{node}@{host}"
         if self.cache.check(jid, fingerprint, password):
+            self._count("cached")
             return User(node, host)
         try:
             record = self.dm.load(node, host, "accounts")
@@ -122,6 +143,7 @@ class Authenticator:
         if not verify_password(record, password, max_iterations=self.max_iterations):
             raise AuthError("wrong password")
         self.cache.add(jid, fingerprint, password)
+        self._count("verified")
         return User(node, host)
 
     def _account(self, username: str) -> tuple[str, str, str]:

@@ -24,12 +24,21 @@
 And a connection whose client takes none of the response for ``idle_timeout``
 is closed, freeing the worker thread that may be waiting to write it (waitress
 leaves such a connection open for ever).
+
+``create_server(app, unix_socket=PATH)`` listens on a Unix socket instead,
+created with the permissions ``unix_socket_perms`` (0o660: the service's
+user and group) from the start; a socket file that a running server still
+answers on is an ``OSError`` (address in use), not silently replaced as
+waitress does.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import select
 import socket
+import stat
 import time
 
 from waitress import wasyncore
@@ -49,6 +58,7 @@ DEFAULT_CONNECTION_LIMIT = 1000
 DEFAULT_IDLE_TIMEOUT = 30
 DEFAULT_REQUEST_TIMEOUT = 30
 DEFAULT_THREADS = 4
+DEFAULT_SOCKET_PERMS = 0o660
 # Open files a connection may need: its socket, the temporary file of a request
 # body over 512 KiB, the one of a response over 1 MiB.
 FILES_PER_CONNECTION = 3
@@ -101,8 +111,8 @@ class DeadlineChannel(HTTPChannel):
         super().service()
 
 
-class DeadlineServer(TcpWSGIServer):
-    """waitress's TCP server with :class:`DeadlineChannel` connections and a
+class DeadlineMixin:
+    """For a waitress server: :class:`DeadlineChannel` connections and a
     :meth:`maintenance` that enforces ``request_timeout`` and closes connections
     whose client has stopped taking the response."""
 
@@ -133,6 +143,49 @@ class DeadlineServer(TcpWSGIServer):
                 channel.will_close = True
 
 
+class DeadlineServer(DeadlineMixin, TcpWSGIServer):
+    """waitress's TCP server with the deadlines of :class:`DeadlineMixin`."""
+
+
+if hasattr(socket, "AF_UNIX"):
+    from waitress.server import UnixWSGIServer
+
+    class DeadlineUnixServer(DeadlineMixin, UnixWSGIServer):
+        """waitress's Unix socket server with the deadlines of :class:`DeadlineMixin`,
+        refusing a socket that a server still answers on, and creating the socket
+        with its final permissions (waitress creates it under the umask, then
+        changes them)."""
+
+        def bind_server_socket(self) -> None:
+            path = self.adj.unix_socket
+            refuse_live_socket(path)
+            # Single-threaded here: the worker threads start once every socket is bound.
+            old = os.umask(0o777 & ~self.adj.unix_socket_perms)
+            try:
+                super().bind_server_socket()
+            finally:
+                os.umask(old)
+else:  # pragma: no cover
+    DeadlineUnixServer = None
+
+
+def refuse_live_socket(path: str) -> None:
+    """OSError EADDRINUSE if a server answers on the Unix socket ``path``."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return  # bind() fails on it with EADDRINUSE
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # a stale socket file, left by a server that stopped: waitress removes it
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE), path)
+
+
 def fit_connection_limit(limit: int, threads: int) -> tuple[int, str | None]:
     """Raise the soft limit on open files to what ``limit`` connections need.
 
@@ -158,33 +211,51 @@ def fit_connection_limit(limit: int, threads: int) -> tuple[int, str | None]:
                     f"are allowed (ulimit -n); using a connection limit of {fitted}")
 
 
-def create_server(app, *, host: str, port: int, threads: int = DEFAULT_THREADS,
+def create_server(app, *, host: str | None = None, port: int | None = None,
+                  unix_socket: str | None = None,
+                  unix_socket_perms: int = DEFAULT_SOCKET_PERMS,
+                  threads: int = DEFAULT_THREADS,
                   connection_limit: int = DEFAULT_CONNECTION_LIMIT,
                   idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                   request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                   max_body: int = 10 * 1024 * 1024, **adjustments):
     """The server for ``app`` on ``host:port`` (every address ``host`` resolves
-    to), listening when this returns; ``.run()`` serves until interrupted.
+    to), or on the Unix socket ``unix_socket``, listening when this returns;
+    ``.run()`` serves until interrupted.
 
     Raises ``ValueError`` for an address that does not resolve and ``OSError``
     for one that cannot be bound (in use, not ours, no permission); nothing is
     left listening or running then.  ``adjustments`` go to waitress as they are.
     """
+    if unix_socket is not None:
+        if DeadlineUnixServer is None:
+            raise ValueError("this system has no Unix sockets")
+        where = dict(unix_socket=unix_socket, unix_socket_perms=f"{unix_socket_perms:o}")
+    else:
+        where = dict(host=host, port=port)
     adj = Adjustments(
-        host=host, port=port, threads=threads, connection_limit=connection_limit,
+        **where, threads=threads, connection_limit=connection_limit,
         channel_timeout=idle_timeout, cleanup_interval=CHECK_INTERVAL,
         # waitress refuses a body of max_request_body_size bytes or more (>=).  For a
         # chunked body it counts the chunk framing too, so such a body is refused a
         # few bytes per chunk short of max_body.
         max_request_body_size=max_body + 1,
+        # X-Forwarded-* are for wsgi_app.proxy.TrustedProxies to believe or remove.
+        clear_untrusted_proxy_headers=False,
         asyncore_use_poll=hasattr(select, "poll"), **adjustments)
     dispatcher = ThreadedTaskDispatcher()  # threads start once every socket is bound
     socket_map: dict = {}
     servers = []
     try:
-        for sockinfo in adj.listen:
-            servers.append(DeadlineServer(app, socket_map, dispatcher=dispatcher, adj=adj,
-                                          sockinfo=sockinfo, request_timeout=request_timeout))
+        if unix_socket is not None:
+            servers.append(DeadlineUnixServer(
+                app, socket_map, dispatcher=dispatcher, adj=adj,
+                sockinfo=(socket.AF_UNIX, socket.SOCK_STREAM, None, None),
+                request_timeout=request_timeout))
+        else:
+            for sockinfo in adj.listen:
+                servers.append(DeadlineServer(app, socket_map, dispatcher=dispatcher, adj=adj,
+                                              sockinfo=sockinfo, request_timeout=request_timeout))
     except BaseException:
         wasyncore.close_all(socket_map)  # the sockets and triggers made so far
         raise

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import os
 
 from prosody_store.accounts import DEFAULT_ITERATIONS
 from prosody_store.cli.common import RAW, CommandError, Settings
+from prosody_store.errors import StorageError
+
+log = logging.getLogger("prosody_store.serve")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+UNIX_PREFIX = "unix:"
 
 MAX_THREADS = 256
 """Most worker threads of ``serve --threads``."""
@@ -31,6 +38,17 @@ def listen_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def socket_mode(text: str) -> int:
+    """``--socket-mode``: octal permissions such as 660."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not octal permissions such as 660")
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not octal permissions such as 660")
+    return mode
+
+
 def check_limits(args: argparse.Namespace) -> None:
     """Usage errors for limits that would make a server that never answers."""
     if not 1 <= args.threads <= MAX_THREADS:
@@ -43,8 +61,23 @@ def check_limits(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     check_limits(args)
-    settings = Settings(args)
-    host, port = listen_address(args.listen)
+    try:
+        settings = Settings(args)
+    except CommandError as err:  # no data directory: a usage error for a service
+        raise CommandError(str(err), 2) from None
+    except StorageError as err:
+        raise CommandError(f"data directory: {err}", 2) from None
+    if args.listen.startswith(UNIX_PREFIX):
+        path = args.listen[len(UNIX_PREFIX):]
+        if not path:
+            raise CommandError("--listen: unix: needs a path (unix:/run/prosody-store.sock)", 2)
+        unix_socket = os.path.abspath(path)
+        host = port = None
+        address = f"unix:{unix_socket}"
+    else:
+        unix_socket = None
+        host, port = listen_address(args.listen)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     config = settings.config
     admins = list(args.admin) + (config.admins if config else [])
     hosts = args.host or (config.hosts if config else []) or None
@@ -53,34 +86,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from wsgi_app.server import create_server, fit_connection_limit
     except ImportError as err:
         raise CommandError(f"serve needs the service's dependencies ({err.name}): "
-                           "pip install prosody-store") from None
+                           "pip install 'prosody-store[server]'") from None
     try:
         iterations = args.iterations or (config and config.default_iteration_count)
         app = create_app(settings.data_path, admins=admins, hosts=hosts,
                          host_admins=config.host_admins if config else None,
                          max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
-                         max_iterations=args.max_iterations, max_values=args.max_values)
+                         max_iterations=args.max_iterations, max_values=args.max_values,
+                         trusted_proxies=args.trusted_proxy, metrics=args.metrics)
     except ValueError as err:
         raise CommandError(f"bad setting: {err}", 2) from None
-    # waitress logs "Task queue depth is N" for every queued request under load:
-    # only its real warnings and errors, on one line each.
-    logging.basicConfig(format="prosody-store: %(name)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    from wsgi_app.logs import configure
+
+    configure(args.log_level, args.log_format)
     connection_limit, warning = fit_connection_limit(args.connection_limit, args.threads)
     if warning:
-        print(f"prosody-store: warning: {warning}", file=sys.stderr)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        log.warning("%s", warning)
+    where = (dict(unix_socket=unix_socket, unix_socket_perms=args.socket_mode)
+             if unix_socket else dict(host=host, port=port))
     try:
-        server = create_server(app, host=host, port=port, threads=args.threads,
+        server = create_server(app, **where, threads=args.threads,
                                connection_limit=connection_limit, idle_timeout=args.idle_timeout,
                                request_timeout=args.request_timeout, max_body=args.max_body,
                                ident="prosody-store")
     except ValueError:  # waitress: the host does not resolve
         raise CommandError(f"--listen: cannot resolve {host!r}", 2) from None
     except OSError as err:
-        raise CommandError(f"cannot listen on {address}: {err.strerror or err}") from None
-    print(f"prosody-store: serving {settings.data_path} on http://{address}/data "
-          f"(admins: {', '.join(admins) or 'none'})", file=sys.stderr, flush=True)
+        raise CommandError(f"cannot listen on {address}: {err.strerror or err}", 2) from None
+    url = f"http+unix://{address[len(UNIX_PREFIX):]}" if unix_socket else f"http://{address}"
+    log.info("serving %s on %s/data (admins: %s%s)", settings.data_path, url,
+             ", ".join(admins) or "none", "; /metrics" if args.metrics else "")
     server.run()
     return 0
 
@@ -95,12 +130,31 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                "  curl -u alice@localhost:wonderland http://127.0.0.1:5280/data/roster",
         formatter_class=RAW, parents=[common])
     serve.add_argument("--listen", default="127.0.0.1:5280", metavar="ADDR:PORT",
-                       help="address and port to listen on (default 127.0.0.1:5280)")
+                       help="address and port to listen on (default 127.0.0.1:5280), or "
+                            "unix:PATH for a Unix socket")
+    serve.add_argument("--socket-mode", type=socket_mode, default=0o660, metavar="MODE",
+                       help="permissions of the unix: socket, octal (default 660: the "
+                            "service's user and group may connect)")
     serve.add_argument("--admin", action="append", default=[], metavar="JID",
                        help="a JID that may read and write every user's data (repeatable)")
     serve.add_argument("--host", action="append", default=[], metavar="HOST",
                        help="serve only these hosts (default: the config's VirtualHosts, "
                             "else every host with accounts)")
+    ops = serve.add_argument_group("operation", "Logs, reverse proxies, health and metrics.")
+    ops.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="info",
+                     metavar="LEVEL",
+                     help="least severe log records shown: debug, info (the default: one "
+                          "access line per request), warning, error")
+    ops.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                     help="text (the default) or json: one JSON object per line")
+    ops.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                     help="believe X-Forwarded-For/-Proto/-Host/-Prefix from this peer "
+                          "address or network (ADDR/BITS; 'unix' for the Unix socket); "
+                          "repeatable.  From any other peer they are ignored")
+    ops.add_argument("--metrics", action="store_true",
+                     help="serve GET /metrics (Prometheus text format) to clients on this "
+                          "machine; needs prometheus_client (pip install "
+                          "'prosody-store[metrics]')")
     limits = serve.add_argument_group(
         "limits", "What one request may cost.  The connection, time and body-size limits hold\n"
                   "before authentication: a client past one loses its connection (a body too\n"

@@ -1,0 +1,147 @@
+"""The service's logs: an access line per request, and the log format.
+
+Loggers (standard :mod:`logging`; ``prosody-store serve`` sends them to stderr):
+
+``wsgi_app.access``  INFO, one line per request the application answered:
+                     client address, user (``-`` when not authenticated),
+                     method, path and query, protocol, status, body bytes,
+                     seconds.  No header is ever logged, so neither is an
+                     ``Authorization``; query parameters whose name suggests
+                     a secret have their value replaced by ``***``.
+``wsgi_app.auth``    WARNING for each failed login, with the client address.
+``wsgi_app``         ERROR with the traceback for every server error (5xx).
+
+Everything the client controls is escaped (``%XX``, ``\\n``), so a request
+cannot add lines to the log.  :func:`configure` sets up the root logger with
+:class:`TextFormatter` or :class:`JsonFormatter` (one JSON object per line).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any, TextIO
+from urllib.parse import quote, unquote_plus
+
+from wsgi_app.observe import Exchange
+
+access_log = logging.getLogger("wsgi_app.access")
+
+LEVELS = ("debug", "info", "warning", "error")
+FORMATS = ("text", "json")
+
+# Query parameters whose values are never logged: the API takes none, but a
+# client may put a password or token there all the same.
+SECRET_NAMES = re.compile(r"pass|pwd|secret|token|auth|key|cred|sig|session|cookie", re.I)
+REDACTED = "***"
+
+# Left as they are in a logged path or query; the rest (controls, spaces,
+# quotes, non-ASCII) becomes %XX.
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+QUERY_SAFE = PATH_SAFE + "%?"
+
+
+def redact_query(query: str) -> str:
+    """The query string with the values of secret-looking parameters replaced."""
+    if not query:
+        return ""
+    parts = []
+    for part in query.split("&"):
+        name, sep, value = part.partition("=")
+        if SECRET_NAMES.search(unquote_plus(name)):
+            part = f"{name}={REDACTED}"
+        parts.append(part)
+    return "&".join(parts)
+
+
+def escaped(text: str, safe: str) -> str:
+    """A WSGI string (latin-1 code points for bytes) percent-escaped for one log line."""
+    return quote(text.encode("latin-1", "replace"), safe=safe)
+
+
+def request_target(exchange: Exchange) -> str:
+    """Path and query as logged: escaped, secrets redacted."""
+    target = escaped(exchange.path, PATH_SAFE) or "/"
+    query = redact_query(exchange.query)
+    return f"{target}?{escaped(query, QUERY_SAFE)}" if query else target
+
+
+def access_fields(exchange: Exchange) -> dict[str, Any]:
+    """The access line's fields, as the JSON format gives them."""
+    return {
+        "client": escaped(exchange.client, ":.[]%"),
+        "user": quote(exchange.user, safe="@/.:-_") if exchange.user else "-",
+        "method": escaped(exchange.method, ""),
+        "path": request_target(exchange),
+        "protocol": escaped(exchange.protocol, "/."),
+        "status": exchange.status,
+        "bytes": exchange.bytes,
+        "duration": round(exchange.duration, 6),
+    }
+
+
+def log_access(exchange: Exchange) -> None:
+    """The :mod:`wsgi_app.observe` listener writing the access line."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    f = access_fields(exchange)
+    access_log.info('%s %s "%s %s %s" %d %d %.3f%s', f["client"], f["user"], f["method"],
+                    f["path"], f["protocol"], f["status"], f["bytes"], f["duration"],
+                    " (failed)" if exchange.failed else "",
+                    extra={"access": {**f, "failed": exchange.failed}})
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped."""
+    return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def iso_time(created: float) -> str:
+    """``2026-12-02T01:09:41.123Z``."""
+    milliseconds = int(created % 1 * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{milliseconds:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE``, the message on one line; a traceback follows
+    on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = (f"{iso_time(record.created)} {record.levelname} {record.name}: "
+                f"{one_line(record.getMessage())}")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the
+    access fields on access lines, ``traceback`` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {"time": iso_time(record.created), "level": record.levelname,
+                                 "logger": record.name, "message": record.getMessage()}
+        entry.update(getattr(record, "access", {}))
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True)
+
+
+def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """Send every log record at ``level`` and above to ``stream`` (stderr) in ``fmt``."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # waitress logs "Task queue depth is N" for every queued request under load:
+    # only its real warnings and errors.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -1,0 +1,105 @@
+"""What happened to each request, for the access log and the metrics.
+
+:class:`Observe` is WSGI middleware: when a response has been sent (its body
+iterated and closed by the server), it hands an :class:`Exchange` to each of
+its listeners.  It sees what the application answered, not the headers the
+client sent, so nothing it reports can hold an ``Authorization`` header.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+USER_KEY = "wsgi_app.user"
+"""The environ key where the application puts the JID of an authenticated request."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request and its response."""
+
+    client: str  # REMOTE_ADDR: the client's address (after TrustedProxies)
+    user: str | None  # the authenticated JID, or None
+    method: str
+    path: str  # SCRIPT_NAME + PATH_INFO, decoded (WSGI's latin-1 str)
+    query: str  # QUERY_STRING, as sent
+    protocol: str
+    status: int  # 0: the application failed before it started a response
+    bytes: int  # body bytes the application produced
+    duration: float  # seconds, from the call to the end of the response
+    failed: bool  # an exception ended the request (the server answered or cut it)
+
+
+Listener = Callable[[Exchange], None]
+
+
+class Observe:
+    """WSGI middleware calling ``listeners`` with the :class:`Exchange` of every request."""
+
+    def __init__(self, app, listeners: Iterable[Listener]) -> None:
+        self.app = app
+        self.listeners = tuple(listeners)
+
+    def __call__(self, environ: dict, start_response):
+        started = time.perf_counter()
+        status = [0]
+
+        def observed_start_response(status_line: str, headers, exc_info=None):
+            status[0] = int(status_line[:3])
+            return start_response(status_line, headers, exc_info)
+
+        try:
+            body = self.app(environ, observed_start_response)
+        except BaseException:
+            self.report(environ, status[0] or 500, 0, started, failed=True)
+            raise
+        return ObservedBody(self, environ, body, status, started)
+
+    def report(self, environ: dict, status: int, size: int, started: float,
+               failed: bool) -> None:
+        exchange = Exchange(
+            client=environ.get("REMOTE_ADDR") or "-",
+            user=environ.get(USER_KEY),
+            method=environ.get("REQUEST_METHOD", "-"),
+            path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            query=environ.get("QUERY_STRING", ""),
+            protocol=environ.get("SERVER_PROTOCOL", "-"),
+            status=status, bytes=size, duration=time.perf_counter() - started, failed=failed)
+        for listener in self.listeners:
+            listener(exchange)
+
+
+class ObservedBody:
+    """A response body that counts its bytes and reports when it is closed."""
+
+    def __init__(self, observer: Observe, environ: dict, body: Iterable[bytes],
+                 status: list[int], started: float) -> None:
+        self.observer = observer
+        self.environ = environ
+        self.body = body
+        self.status = status
+        self.started = started
+        self.size = 0
+        self.failed = False
+        self.reported = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self.body:
+                self.size += len(chunk)
+                yield chunk
+        except BaseException:
+            self.failed = True
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self.reported:
+                self.reported = True
+                self.observer.report(self.environ, self.status[0], self.size, self.started,
+                                     self.failed)
