@@ -6,6 +6,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import prosody_store
@@ -34,10 +35,48 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.rst").read_text()
     block = readme.split(".. test-command-start")[1].split(".. test-command-end")[0]
     command = [line.strip() for line in block.splitlines() if line.startswith("   ")]
-    assert command == ["python3 -m pip install -e '.[test]' && python3 -m pytest -q"]
+    assert command == ["python3 -m venv .venv && .venv/bin/pip install -e '.[test]' "
+                       "&& .venv/bin/python -m pytest -q"]
     extracted = subprocess.run(
         ["awk", "/^\\.\\. test-command-start/{on=1; next} /^\\.\\. test-command-end/{on=0} "
                 "on && /^   [^ ]/{sub(/^   /, \"\"); print}", str(ROOT / "README.rst")],
         capture_output=True, text=True, check=True).stdout.strip()
     assert extracted == command[0]
     assert "README.rst" in (ROOT / ".ci" / "run").read_text()
+
+
+def build_sdist(tmp_path: Path) -> Path:
+    """The sdist of this checkout (built with the installed setuptools, offline)."""
+    out = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir",
+                    str(out), str(ROOT)], capture_output=True, check=True, cwd=tmp_path)
+    [sdist] = out.glob("prosody[-_]store-*.tar.gz")
+    return sdist
+
+
+def test_sdist_is_clean_and_its_tests_run(tmp_path):
+    """The sdist passes twine's checks, declares no dependency outside its
+    extras, and carries what its tests need: they are collected without error
+    and a sample of them passes inside the unpacked sdist."""
+    sdist = build_sdist(tmp_path)
+    subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(sdist)],
+                   capture_output=True, check=True)
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "src", filter="data")
+    [tree] = (tmp_path / "src").iterdir()
+    for name in ("LICENSE", "CHANGELOG.rst", "prosody_store/py.typed", "wsgi_app/py.typed",
+                 "tests/conftest.py", "tests/lua/oracle.lua", "fixtures/demo",
+                 "contrib/systemd/prosody-store.service", ".ci/run"):
+        assert (tree / name).exists(), name
+    info = (tree / "PKG-INFO").read_text()
+    requires = (tree / "prosody_store.egg-info" / "requires.txt").read_text()
+    assert requires.startswith("\n[") or requires.startswith("["), requires  # extras only
+    assert "[server]\nWerkzeug" in requires
+    assert "Requires-Python: >=3.11" in info
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p",
+                                "no:cacheprovider"], capture_output=True, text=True, cwd=tree)
+    assert collected.returncode == 0, collected.stdout[-2000:] + collected.stderr[-2000:]
+    sample = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/test_serialization.py", "tests/test_store_api.py"],
+                            capture_output=True, text=True, cwd=tree)
+    assert sample.returncode == 0, sample.stdout[-2000:]

@@ -13,14 +13,18 @@ import os
 import sys
 from typing import Sequence
 
+import prosody_store
 from prosody_store.cli import archive, backup, data, migrate, serve, verify
 from prosody_store.cli.common import (
     DATA_ERRORS,
     RAW,
     CommandError,
     Handler,
+    Parser,
     describe,
+    describe_os_error,
     location_options,
+    report,
 )
 
 EPILOG = """\
@@ -39,17 +43,23 @@ The data directory: --data-path, else $PROSODY_DATA_PATH, else the data_path of
 --prosody-config, else /var/lib/prosody.  A JID is user@host, or host alone for
 a store without user; the host _global is Prosody's host-less data.
 
-Exit status: 0 success, 1 the job found a problem, 2 usage error.
+Exit status: 0 success, 1 the job found a problem, 2 usage error.  Every error
+is one line on stderr, e.g. "prosody-store: cannot list
+/var/lib/prosody/example%2ecom/roster: Permission denied" (likewise read-only
+file system, no space left, not a directory).  put and append create a host
+the data directory does not have only with --create-host.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``prosody-store`` and all its commands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="prosody-store",
         description="Read and write a Prosody data directory (/var/lib/prosody) without Prosody.",
         epilog=EPILOG, formatter_class=RAW)
     location_options(parser, None)
+    parser.add_argument("--version", action="version",
+                        version=f"prosody-store {prosody_store.__version__}")
     common = argparse.ArgumentParser(add_help=False)
     location_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -65,8 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def silence_stdout() -> None:
     """Point stdout at /dev/null, so that the flush at exit finds no broken pipe."""
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with contextlib.suppress(OSError, ValueError):
+        target = sys.stdout.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, target)
+        finally:
+            os.close(null)
+
+
+def flush_or_silence() -> None:
+    """Flush stdout after an error; if that fails too (a full disk, say),
+    silence it, so that the flush at exit adds no second report."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        silence_stdout()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,9 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # a failed write to stdout is reported here, not at exit
+        return status
     except CommandError as err:
-        print(f"prosody-store: {err}", file=sys.stderr)
+        report(str(err))
+        flush_or_silence()
         return err.status
     except KeyboardInterrupt:
         return 130
@@ -84,11 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         silence_stdout()
         return 1
     except DATA_ERRORS as err:
-        print(f"prosody-store: {describe(err)}", file=sys.stderr)
+        report(describe(err))
+        flush_or_silence()
         return 1
-    except OSError as err:
-        print(f"prosody-store: {err.strerror or err}: {err.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+    except OSError as err:  # the file system's refusals: permission, read-only, full...
+        report(describe_os_error(err))
+        flush_or_silence()
         return 1
 
 
