@@ -43,7 +43,7 @@ import re
 from itertools import compress, repeat
 from json.encoder import encode_basestring_ascii
 from operator import not_
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, cast
 
 from prosody_store._lua_table import TableBuilder
 from prosody_store.numbers import INT_MAX, INT_MIN
@@ -170,14 +170,14 @@ def _decode_escapes(src: bytes) -> bytes:
     runs = parts[1::2]
     if None in runs:
         raise _Decline  # an escape that must not reach JSON
-    decoded = list(map(_RUN_CACHE.get, runs))
+    decoded: Sequence[bytes | None] = list(map(_RUN_CACHE.get, runs))
     if None in decoded:
         decoded = _decode_missing(runs, decoded)
     parts[1::2] = decoded
     return _join(parts)
 
 
-def _decode_missing(runs: list[bytes], decoded: list[bytes | None]) -> list[bytes]:
+def _decode_missing(runs: list[bytes], decoded: Sequence[bytes | None]) -> list[bytes]:
     """Fill in the runs the memo did not have (None in ``decoded``), memoizing short new ones."""
     sample = runs[:1024]
     if 2 * len(set(sample)) > len(sample):
@@ -188,7 +188,8 @@ def _decode_missing(runs: list[bytes], decoded: list[bytes | None]) -> list[byte
         _RUN_CACHE.clear()
     if len(new) <= _RUN_CACHE_MAX:
         _RUN_CACHE.update((run, text) for run, text in zip(new, texts) if len(run) <= _RUN_CACHED_LEN)
-    return list(map(dict(zip(new, texts)).get, runs, decoded))
+    # Each run is in ``new`` or was decoded already: no None is left.
+    return cast("list[bytes]", list(map(dict(zip(new, texts)).get, runs, decoded)))
 
 
 _MAX_INDENT = 128  # Prosody nests tables at most 127 deep
@@ -373,7 +374,7 @@ def _to_json(body: bytes, items: bool) -> tuple[bytes, int] | None:
     return s, nans
 
 
-def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[dict], Any]:
+def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[dict[str, Any]], Any]:
     def other_key(text: str) -> Any:
         key = _KEY_CACHE.get(text)
         if key is None:
@@ -386,7 +387,7 @@ def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[dict], Any]:
             _KEY_CACHE[text] = key
         return key
 
-    def build_any(d: dict) -> Any:
+    def build_any(d: dict[str, Any]) -> Any:
         """Any mix of entries, with Lua's rules for number and boolean keys."""
         table = TableBuilder(None)
         for k, v in d.items():
@@ -398,10 +399,10 @@ def _make_hook(parse_key: Callable[[str], Any]) -> Callable[[dict], Any]:
                 table.positional(v)
         return table.result()
 
-    def hook(d: dict) -> Any:
+    def hook(d: dict[str, Any]) -> Any:
         if MARK not in d:
             return d  # string keys only: the common case, built in C
-        table = {}
+        table: dict[str | int, Any] = {}
         n = 0
         for k, v in d.items():
             if k[:1] != MARK:
@@ -451,7 +452,7 @@ def _translate(body: bytes, items: bool) -> tuple[bytes, int] | None:
         return None
 
 
-def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list | None:
+def read_items(segment: bytes, parse_key: Callable[[str], Any]) -> list[Any] | None:
     """The items of whole ``item(...);\\n`` statements, or None to decline.
 
     Each statement must start a line: an indented one (``\\titem(``) would

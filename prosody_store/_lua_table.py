@@ -23,7 +23,7 @@ class BooleanKey:
     __slots__ = ("value",)
     value: bool
 
-    def __new__(cls, value: bool) -> "BooleanKey":
+    def __new__(cls, value: bool | int) -> "BooleanKey":
         existing = _BOOLEAN_KEYS.get(bool(value))
         if existing is not None:
             return existing
@@ -34,7 +34,7 @@ class BooleanKey:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("BooleanKey is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[BooleanKey], tuple[bool]]:
         return (BooleanKey, (self.value,))
 
     def __repr__(self) -> str:
@@ -59,8 +59,9 @@ class TableBuilder:
 
     def __init__(self, key: Any) -> None:
         self.key = key  # where the finished table goes in its parent
-        self.array: list | None = []
-        self.dict: dict | None = None
+        # Exactly one of the two is set: the list until the table becomes a dict.
+        self.array: list[Any] | None = []
+        self.dict: dict[Any, Any] | None = None
         self.count = 0  # positional items seen
         self.flushed = 0  # positional items Lua has already stored
         self.wrapped = False  # a BooleanKey is among the keys
@@ -72,39 +73,46 @@ class TableBuilder:
     def positional(self, value: Any) -> None:
         self.next_field()
         self.count += 1
-        if self.dict is None:
+        array = self.array
+        if array is not None:  # no dict yet
             if value is not None:
-                self.array.append(value)
+                array.append(value)
                 return
-            self._to_dict()
-        self._assign(self.count, value)
+            d = self._to_dict(array)
+        else:
+            # The dict is set whenever the list is not, which mypy cannot follow
+            # (and a cast() would cost a call per item).
+            d = self.dict  # type: ignore[assignment]
+        self._assign(d, self.count, value)
 
     def keyed(self, key: Any, value: Any) -> None:
         self.next_field()
-        if self.dict is None:
-            self._to_dict()
+        d = self.dict
+        if d is None:
+            # The list is set whenever the dict is not (see positional()).
+            d = self._to_dict(self.array)  # type: ignore[arg-type]
         if key.__class__ is int and self.flushed < key <= self.count:
             return  # a positional item not yet flushed will overwrite it
-        self._assign(key, value)
+        self._assign(d, key, value)
 
-    def _to_dict(self) -> None:
-        self.dict = dict(enumerate(self.array, 1))
+    def _to_dict(self, array: list[Any]) -> dict[Any, Any]:
+        d = self.dict = dict(enumerate(array, 1))
         self.array = None
+        return d
 
-    def _assign(self, key: Any, value: Any) -> None:
-        d = self.dict
+    def _assign(self, d: dict[Any, Any], key: Any, value: Any) -> None:
         if key.__class__ is bool or (key.__class__ is int and (key == 0 or key == 1)):
-            self._assign_ambiguous(key, value)
+            self._assign_ambiguous(d, key, value)
         elif value is None:
             d.pop(key, None)
         else:
             d[key] = value
 
-    def _assign_ambiguous(self, key: bool | int, value: Any) -> None:
+    def _assign_ambiguous(self, d: dict[Any, Any], key: bool | int, value: Any) -> None:
         """Assign a key that Python confuses with another Lua key (true/1, false/0)."""
-        d = self.dict
         is_bool = key.__class__ is bool
         marker = BooleanKey(key)
+        stored: Any  # the key that holds this slot: marker, key itself or its other spelling
         if is_bool and marker in d:
             stored = marker
         elif key not in d:
@@ -134,7 +142,7 @@ class TableBuilder:
                 d[marker if k is stored else k] = v
             d[key] = value
 
-    def result(self) -> list | dict:
+    def result(self) -> list[Any] | dict[Any, Any]:
         if self.dict is None:
             return self.array if self.array else {}
         d = self.dict

@@ -38,7 +38,7 @@ import secrets
 import threading
 import uuid
 from collections import OrderedDict
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Literal, Mapping
 
 from prosody_store.jid import JIDError, saslprep
 
@@ -178,7 +178,7 @@ def _check_hashed(params: tuple[bytes, bytes, bytes, int, str], prepped: bytes) 
     return stored_ok and server_ok
 
 
-def _plain_password(record: Mapping[str, Any]) -> str | bytes | None | bool:
+def _plain_password(record: Mapping[str, Any]) -> str | bytes | None | Literal[False]:
     """The plain ``password`` field if it decides alone; None if the keys decide;
     False if the field makes the record unusable."""
     plain = record.get("password")

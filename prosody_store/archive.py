@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from prosody_store.datamanager import DataManager
 from prosody_store.paths import Name
@@ -70,7 +71,7 @@ class ExpireResult:
     kept: int = 0
 
 
-def _is_expired(item, cutoff: float) -> bool:
+def _is_expired(item: Any, cutoff: float) -> bool:
     when = item.get("when") if isinstance(item, dict) else None
     if when is None or isinstance(when, bool) or not isinstance(when, (int, float)):
         return False

@@ -22,7 +22,7 @@ import glob
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prosody_store.errors import Error
 from prosody_store.serialization import LuaSyntaxError, read_value, skip_space
@@ -69,14 +69,17 @@ class Config:
     @property
     def hosts(self) -> list[str]:
         """The enabled ``VirtualHost`` names, each once."""
-        return list(dict.fromkeys(s.host for s in self.sections
-                                  if s.kind == "VirtualHost" and s.options.get("enabled", True) is not False))
+        # A VirtualHost section always has a host.
+        return cast("list[str]", list(dict.fromkeys(
+            s.host for s in self.sections
+            if s.kind == "VirtualHost" and s.options.get("enabled", True) is not False)))
 
     @property
     def host_admins(self) -> dict[str, list[str]]:
         """``admins`` set inside a ``VirtualHost`` section, per host."""
-        return {s.host: _strings(s.options["admins"]) for s in self.sections
-                if s.kind == "VirtualHost" and "admins" in s.options}
+        # A VirtualHost section always has a host.
+        return cast("dict[str, list[str]]", {s.host: _strings(s.options["admins"]) for s in self.sections
+                                             if s.kind == "VirtualHost" and "admins" in s.options})
 
     @property
     def default_iteration_count(self) -> int | None:
@@ -96,7 +99,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def read_config(path: str | os.PathLike) -> Config:
+def read_config(path: str | os.PathLike[str]) -> Config:
     """Read ``path`` and the files it includes."""
     path = os.fspath(path)
     config = Config(path, [Section(None, "global")], [])

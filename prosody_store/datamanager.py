@@ -88,6 +88,7 @@ import bisect
 import contextlib
 import errno
 import fcntl
+import functools
 import io
 import logging
 import os
@@ -100,10 +101,22 @@ import weakref
 from array import array
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, ContextManager, Iterable, Iterator, overload
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Concatenate,
+    ContextManager,
+    Iterable,
+    Iterator,
+    ParamSpec,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from prosody_store import lidx
-from prosody_store.errors import StorageError
+from prosody_store.errors import Error, StorageError
 from prosody_store.paths import (
     GLOBAL_HOST,
     InvalidNameError,
@@ -168,6 +181,8 @@ class CorruptFileError(StoreError, LuaSyntaxError):
     locate the problem in the file; ``error`` is the codec's original error.
     """
 
+    filename: str  # always known here, unlike for a LuaSyntaxError
+
     def __init__(self, error: LuaSyntaxError, filename: str, *, line_offset: int = 0,
                  pos_offset: int = 0) -> None:
         self.__dict__.update(error.__dict__)
@@ -177,11 +192,12 @@ class CorruptFileError(StoreError, LuaSyntaxError):
         self.pos = error.pos + pos_offset
         ValueError.__init__(self, str(self))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], CorruptFileError],
+                                  tuple[dict[str, Any]]]:
         return (_rebuild_corrupt, (self.__dict__,))
 
 
-def _rebuild_corrupt(state: dict) -> CorruptFileError:
+def _rebuild_corrupt(state: dict[str, Any]) -> CorruptFileError:
     err = CorruptFileError.__new__(CorruptFileError)
     err.__dict__.update(state)
     ValueError.__init__(err, str(err))
@@ -207,7 +223,7 @@ class ListRecovery:
     """What :meth:`DataManager.list_recover` could read from a list."""
 
     path: str
-    items: list = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
     damaged: list[DamagedRegion] = field(default_factory=list)
     repaired: bool = False
 
@@ -239,7 +255,7 @@ class StoreFile:
         return "dat" if self.type == "keyval" else "list"
 
 
-def name_sort_key(name: Name | None) -> tuple:
+def name_sort_key(name: Name | None) -> tuple[int, bytes]:
     """Sort key of host, store and user names: None first, then by the name's bytes."""
     return (0, b"") if name is None else (1, name_bytes(name))
 
@@ -351,7 +367,7 @@ def _copy_ranges(fd: int, ranges: Iterable[tuple[int, int]], path: str) -> Itera
 _END = object()
 
 
-def _item_chunks(first: Any, rest: Iterator[Any], offsets: array) -> Iterator[bytes]:
+def _item_chunks(first: Any, rest: Iterator[Any], offsets: array[int]) -> Iterator[bytes]:
     """Serialised items in pieces of about 64 KiB, appending each item's end offset."""
     pos = 0
     batch: list[bytes] = []
@@ -400,6 +416,30 @@ def _storage_error(err: OSError, path: str | bytes, action: str) -> StorageError
     code = err.errno
     reason = err.strerror or (os.strerror(code) if code else str(err))
     return StorageError(code, reason, os.fsdecode(path), action)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reports_storage_errors(action: str) -> Callable[[Callable[Concatenate["DataManager", _P], _R]],
+                                                     Callable[Concatenate["DataManager", _P], _R]]:
+    """An ``OSError`` escaping the store method becomes a :class:`StorageError`
+    (still an ``OSError``, with the same ``errno``) naming its path as text;
+    prosody_store's own errors pass unchanged."""
+    def wrap(method: Callable[Concatenate["DataManager", _P], _R]
+             ) -> Callable[Concatenate["DataManager", _P], _R]:
+        @functools.wraps(method)
+        def run(self: "DataManager", /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(self, *args, **kwargs)
+            except Error:
+                raise
+            except OSError as err:
+                path = err.filename if err.filename is not None else self.data_path
+                raise _storage_error(err, path, action) from err
+        return run
+    return wrap
+
 
 
 def _lexists(path: str) -> bool:
@@ -453,7 +493,7 @@ _held = threading.local()
 @contextlib.contextmanager
 def _dir_lock(directory: str) -> Iterator[None]:
     """Exclusive advisory lock on a directory; reentrant within one thread."""
-    held: dict = _held.__dict__.setdefault("dirs", {})
+    held: dict[str, int] = _held.__dict__.setdefault("dirs", {})
     if directory in held:
         held[directory] += 1
         try:
@@ -588,7 +628,7 @@ def _parse_piece(raw: bytes, path: str, fd: int, start: int) -> Any:
 # The lazy list
 
 
-class ListView(Sequence):
+class ListView(Sequence[Any]):
     """A read-only, lazy view of a ``.list`` file, indexed by its ``.lidx``.
 
     Indexing (negative indexes too) reads one item from disk; slices return a
@@ -601,8 +641,8 @@ class ListView(Sequence):
     closes it too.
     """
 
-    def __init__(self, fd: int, path: str, offsets: array,
-                 rebuild: Callable[[], array] | None = None) -> None:
+    def __init__(self, fd: int, path: str, offsets: array[int],
+                 rebuild: Callable[[], array[int]] | None = None) -> None:
         self._fd = fd
         self.path = path
         self.exists = fd >= 0
@@ -702,9 +742,9 @@ class ListView(Sequence):
     def __getitem__(self, index: int) -> Any: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list: ...
+    def __getitem__(self, index: slice) -> list[Any]: ...
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int | slice) -> Any:
         self._check_open()
         if isinstance(index, slice):
             lo, hi, step = index.indices(len(self._offsets))
@@ -804,7 +844,7 @@ class DataManager:
     current.
     """
 
-    def __init__(self, data_path: str | os.PathLike, *, durable: bool = True,
+    def __init__(self, data_path: str | os.PathLike[str], *, durable: bool = True,
                  write_index: bool = True) -> None:
         self.data_path = os.path.abspath(os.fspath(data_path))
         self.durable = durable
@@ -923,7 +963,7 @@ class DataManager:
                 fd = None if source is None else os.open(source, os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 fd = None
-            if fd is None:
+            if source is None or fd is None:  # fd is None whenever source is
                 yield None
                 return
             try:
@@ -959,10 +999,13 @@ class DataManager:
 
     # -- keyval --------------------------------------------------------------------
 
+    @_reports_storage_errors("read")
     def load(self, user: Name | None, host: Name | None, store: Name) -> Any:
         """The value stored for ``user``, or None if there is none."""
         path = self._existing(user, host, store, "dat")
-        data = _read(path) if path else None
+        if not path:
+            return None
+        data = _read(path)
         if data is None:
             return None
         return self._parse_dat(data, path)
@@ -976,6 +1019,7 @@ class DataManager:
         except LuaSyntaxError as err:
             raise CorruptFileError(err, path) from None
 
+    @_reports_storage_errors("write")
     def store(self, user: Name | None, host: Name | None, store: Name, data: Any) -> bool:
         """Replace the value stored for ``user``.  None or an empty table removes it.
 
@@ -990,7 +1034,8 @@ class DataManager:
                 self._store_locked(user, host, store, path, payload)
         return True
 
-    def _store_locked(self, user, host, store, path: str, payload: bytes) -> None:
+    def _store_locked(self, user: Name | None, host: Name | None, store: Name, path: str,
+                      payload: bytes) -> None:
         legacy = self._legacy_path(user, host, store, "dat")
         if payload == _EMPTY_DAT:
             removed = _remove(path) | _remove(legacy)
@@ -1002,6 +1047,7 @@ class DataManager:
             if legacy:
                 _fsync_dir(os.path.dirname(legacy))
 
+    @_reports_storage_errors("write")
     def update(self, user: Name | None, host: Name | None, store: Name,
                fn: Callable[[Any], Any]) -> Any:
         """Read-modify-write under the lock: store ``fn(current value or None)`` and return it."""
@@ -1014,10 +1060,13 @@ class DataManager:
 
     # -- lists -----------------------------------------------------------------------
 
-    def list_load(self, user: Name | None, host: Name | None, store: Name) -> list | None:
+    @_reports_storage_errors("read")
+    def list_load(self, user: Name | None, host: Name | None, store: Name) -> list[Any] | None:
         """All items of a list, or None if there is no list."""
         path = self._existing(user, host, store, "list")
-        data = _read(path) if path else None
+        if not path:
+            return None
+        data = _read(path)
         if data is None:
             return None
         try:
@@ -1025,6 +1074,7 @@ class DataManager:
         except LuaSyntaxError as err:
             raise CorruptFileError(err, path) from None
 
+    @_reports_storage_errors("write")
     def list_append(self, user: Name | None, host: Name | None, store: Name,
                     item: Any) -> bool | None:
         """Append one item.  As in Prosody, a None or False item is ignored (returns None)."""
@@ -1086,7 +1136,8 @@ class DataManager:
         log.warning("%s: moved an unfinished last item (%d bytes at offset %d) to %s",
                     path, len(torn), keep, copy)
 
-    def _adopt_legacy_list(self, user, host, store, path: str) -> None:
+    def _adopt_legacy_list(self, user: Name | None, host: Name | None, store: Name,
+                           path: str) -> None:
         """Move a list that exists only in the unencoded store spelling to the current one."""
         if os.path.lexists(path):
             return
@@ -1115,7 +1166,8 @@ class DataManager:
                 if n != len(data):
                     os.ftruncate(fd, end - n)  # never leave half an item behind
                     # A regular file takes fewer bytes only when there is no room.
-                    raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes)", path)
+                    raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (short write: "
+                                                f"{n} of {len(data)} bytes)", path)
             except OSError:
                 if os.fstat(fd).st_size == 0:  # a file this append created: leave none
                     with contextlib.suppress(OSError):
@@ -1154,6 +1206,7 @@ class DataManager:
             os.close(fd)
         _remove(index_path)
 
+    @_reports_storage_errors("write")
     def list_store(self, user: Name | None, host: Name | None, store: Name,
                    items: Sequence[Any] | None) -> bool:
         """Replace the whole list atomically and delete its ``.lidx``; an empty list removes it."""
@@ -1168,6 +1221,7 @@ class DataManager:
                 self._list_replace(user, host, store, path, lines, None)
         return True
 
+    @_reports_storage_errors("write")
     def list_store_chunks(self, user: Name | None, host: Name | None, store: Name,
                           chunks: Iterable[bytes], offsets: Sequence[int] | None = None) -> None:
         """Replace a list with already serialised items, streamed into a temporary file.
@@ -1187,6 +1241,7 @@ class DataManager:
         with self._write_lock(os.path.dirname(path), create=True):
             self._list_replace(user, host, store, path, chunks, offsets)
 
+    @_reports_storage_errors("write")
     def list_store_stream(self, user: Name | None, host: Name | None, store: Name,
                           items: Iterable[Any]) -> int:
         """Replace a list with ``items``, serialised one by one into a temporary file.
@@ -1205,8 +1260,8 @@ class DataManager:
         self.list_store_chunks(user, host, store, _item_chunks(first, it, offsets), offsets)
         return len(offsets)
 
-    def _list_replace(self, user, host, store, path: str, chunks: Iterable[bytes] | list,
-                      offsets: Sequence[int] | None) -> None:
+    def _list_replace(self, user: Name | None, host: Name | None, store: Name, path: str,
+                      chunks: Iterable[bytes], offsets: Sequence[int] | None) -> None:
         """Replace a list (under the lock).  Empty ``chunks`` (or no bytes) removes it.
 
         The old list and its ``.lidx`` stay untouched until every chunk is
@@ -1242,6 +1297,7 @@ class DataManager:
         if self.durable:
             _fsync_dir(os.path.dirname(path))
 
+    @_reports_storage_errors("write")
     def list_shift(self, user: Name | None, host: Name | None, store: Name,
                    trim_to: int) -> bool:
         """Drop items 1 .. trim_to-1 (1-based, as Prosody 13): item ``trim_to`` becomes the first.
@@ -1270,6 +1326,7 @@ class DataManager:
             self._list_replace(user, host, store, path, tail, kept)
         return True
 
+    @_reports_storage_errors("write")
     def list_filter(self, user: Name | None, host: Name | None, store: Name,
                     keep: Callable[[Any], bool], *, dry_run: bool = False,
                     ) -> ListFilterResult | None:
@@ -1297,8 +1354,8 @@ class DataManager:
         return result
 
     @staticmethod
-    def _kept_ranges(f, source: str, keep: Callable[[Any], bool],
-                     result: ListFilterResult) -> tuple[list[tuple[int, int]], array]:
+    def _kept_ranges(f: IO[bytes], source: str, keep: Callable[[Any], bool],
+                     result: ListFilterResult) -> tuple[list[tuple[int, int]], array[int]]:
         """Byte ranges of the kept items (adjacent ones merged) and their new end offsets."""
         ranges: list[tuple[int, int]] = []
         offsets = lidx.new_offsets()
@@ -1320,6 +1377,7 @@ class DataManager:
             raise CorruptFileError(err, source) from None
         return ranges, offsets
 
+    @_reports_storage_errors("write")
     def list_reindex(self, user: Name | None, host: Name | None, store: Name) -> bool | None:
         """Rebuild a list's ``.lidx`` from the list, under the store's lock.
 
@@ -1338,6 +1396,7 @@ class DataManager:
             atomic_write(index, (data,), durable=False)
             return True
 
+    @_reports_storage_errors("read")
     def list_index_problem(self, user: Name | None, host: Name | None,
                            store: Name) -> str | None:
         """What is wrong with a list's ``.lidx``, or None when it matches the
@@ -1367,7 +1426,7 @@ class DataManager:
                 return f"entry {k + 1} ends at byte {ours}, the item there at byte {theirs}"
         return f"{len(offsets)} entries for {len(actual)} items"
 
-    def _offsets(self, fd: int, path: str, write: bool) -> array:
+    def _offsets(self, fd: int, path: str, write: bool) -> array[int]:
         """The item end offsets of an open list: its ``.lidx`` if it fits, else rebuilt.
 
         A stale index (the list changed since) is routine where a writer keeps
@@ -1381,7 +1440,7 @@ class DataManager:
             log.warning("%s: %s; rebuilt from the list", index, why)
         return self._rebuild_index(fd, path, write)
 
-    def _rebuild_index(self, fd: int, path: str, write: bool) -> array:
+    def _rebuild_index(self, fd: int, path: str, write: bool) -> array[int]:
         """Scan the list for its items; write the index (with ``write`` and ``write_index``).
 
         The index is written under the lock, and only if the file is still the
@@ -1398,6 +1457,7 @@ class DataManager:
                                       (lidx.encode_index(offsets),), durable=False)
         return offsets
 
+    @_reports_storage_errors("read")
     def list_open(self, user: Name | None, host: Name | None, store: Name) -> ListView:
         """A lazy :class:`ListView` of the list; an empty one, whose ``exists``
         is False, if there is none (so ``with dm.list_open(...) as view`` works
@@ -1420,6 +1480,7 @@ class DataManager:
             raise
         return ListView(fd, path, offsets, lambda: self._rebuild_index(fd, path, True))
 
+    @_reports_storage_errors("read")
     def list_recover(self, user: Name | None, host: Name | None, store: Name, *,
                      repair: bool = False) -> ListRecovery | None:
         """Read what can be read from a damaged list; report the damaged byte ranges.
@@ -1445,7 +1506,9 @@ class DataManager:
         lock = self._write_lock(directory, create=False) if repair else contextlib.nullcontext()
         with lock:
             path = self._existing(user, host, store, "list")
-            data = _read(path) if path else None
+            if not path:
+                return None
+            data = _read(path)
             if data is None:
                 return None
             result = ListRecovery(path)
@@ -1501,7 +1564,7 @@ class DataManager:
         Both store-name spellings are searched; each user is yielded once.
         """
         suffix = ("." + _TYPE_EXT.get(typ, typ)).encode()
-        seen: set = set()
+        seen: set[Name] = set()
         for directory in self._store_dirs(host, store):
             for entry in self._listdir(directory):
                 if entry.endswith(suffix) and not entry.startswith(TEMP_PREFIX.encode()):
@@ -1524,9 +1587,9 @@ class DataManager:
         host_dir = self._host_dir(host)
         user_file = None
         if user is not None and user is not True:
-            user_file = user_component(user, "." + ext)
+            user_file = user_component(cast(Name, user), "." + ext)  # False is refused there
         file_re = re.compile(rb"(.*)\.(" + re.escape(ext.encode()) + rb")\Z", re.S)
-        seen: set = set()
+        seen: set[Name] = set()
         for entry in self._listdir(host_dir):
             if entry.startswith(b"."):
                 continue
@@ -1584,8 +1647,9 @@ class DataManager:
                     yield from self._store_files(host, store, userless)
 
     def _store_files(self, host: Name | None, store: Name,
-                     userless: dict[str, set]) -> Iterator[StoreFile]:
-        types: dict = {}
+                     userless: dict[str, set[Name]]) -> Iterator[StoreFile]:
+        types: dict[Name | None, list[str]] = {}
+        user: Name | None
         for typ in ("keyval", "list"):
             if store in userless[typ]:
                 types.setdefault(None, []).append(typ)
@@ -1595,6 +1659,7 @@ class DataManager:
             for typ in types[user]:
                 yield StoreFile(host, store, user, typ)
 
+    @_reports_storage_errors("remove")
     def purge(self, user: Name, host: Name | None) -> bool:
         """Remove every file of ``user`` on ``host`` (all stores, both spellings, indexes too)."""
         if user is None:
@@ -1611,6 +1676,7 @@ class DataManager:
                     _fsync_dir(directory)
         return True
 
+    @_reports_storage_errors("remove")
     def remove_temp_files(self, older_than: float = 3600.0) -> list[str]:
         """Delete temporary files left by killed writers, older than ``older_than`` seconds."""
         removed = []
@@ -1636,7 +1702,7 @@ class DataManager:
         return ListsView(self, host, store)
 
 
-class KeyvalView(MutableMapping):
+class KeyvalView(MutableMapping[Name, Any]):
     """User -> value of one keyval store.
 
     Setting an empty dict or list removes the user, as Prosody does, so
@@ -1665,7 +1731,8 @@ class KeyvalView(MutableMapping):
 
     def __contains__(self, user: object) -> bool:
         try:
-            return self.dm.exists(user, self.host, self.store, "dat")
+            # Not a name: exists() raises TypeError (or StoreError).
+            return self.dm.exists(cast(Name, user), self.host, self.store, "dat")
         except (StoreError, TypeError):
             return False
 
@@ -1680,7 +1747,7 @@ class KeyvalView(MutableMapping):
         return self.dm.update(user, self.host, self.store, fn)
 
 
-class ListsView(MutableMapping):
+class ListsView(MutableMapping[Name, ListView]):
     """User -> lazy :class:`ListView` of one list store.
 
     ``view[u]`` opens the list (close the returned view, or use ``with``);
@@ -1707,7 +1774,8 @@ class ListsView(MutableMapping):
 
     def __contains__(self, user: object) -> bool:
         try:
-            return self.dm.exists(user, self.host, self.store, "list")
+            # Not a name: exists() raises TypeError (or StoreError).
+            return self.dm.exists(cast(Name, user), self.host, self.store, "list")
         except (StoreError, TypeError):
             return False
 
@@ -1720,7 +1788,7 @@ class ListsView(MutableMapping):
     def append(self, user: Name, item: Any) -> None:
         self.dm.list_append(user, self.host, self.store, item)
 
-    def load(self, user: Name) -> list:
+    def load(self, user: Name) -> list[Any]:
         """The whole list as a Python list (KeyError if missing)."""
         items = self.dm.list_load(user, self.host, self.store)
         if items is None:

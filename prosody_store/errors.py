@@ -32,5 +32,5 @@ class StorageError(Error, OSError):
     def __str__(self) -> str:
         return f"cannot {self.action} {self.filename}: {self.strerror}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> "tuple[type[StorageError], tuple[int | None, str | None, str, str]]":
         return (type(self), (self.errno, self.strerror, self.filename, self.action))

@@ -103,7 +103,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, Literal, cast, overload
 
 from prosody_store.datamanager import CorruptFileError, DataManager, StoreFile
 from prosody_store.errors import Error
@@ -180,7 +180,7 @@ class UnexportableError(Error, ValueError):
 # Values
 
 
-def _special_float(v: float) -> dict:
+def _special_float(v: float) -> dict[str, str]:
     return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
 
 
@@ -207,7 +207,7 @@ def to_json(v: Any, depth: int = 0) -> Any:
     if t is dict or isinstance(v, dict):
         if depth >= WRITE_MAX_DEPTH:
             raise UnexportableError(None, _TOO_DEEP)
-        plain: dict = {}
+        plain: dict[str, Any] = {}
         rest = None
         for k, x in v.items():
             if k.__class__ is str and not k.startswith("$"):
@@ -267,7 +267,7 @@ def encode_value(v: Any) -> str:
     return _encode_json(to_json(v))
 
 
-class _Obj(list):
+class _Obj(list[tuple[str, Any]]):
     """A JSON object as the list of its (name, value) pairs, in input order."""
 
 
@@ -339,7 +339,7 @@ def decode_value(j: Any, _depth: int = 0) -> Any:
     raise _bad(f"unexpected JSON value {j!r}")
 
 
-def _decode_table(j: _Obj, depth: int) -> dict:
+def _decode_table(j: _Obj, depth: int) -> dict[Any, Any]:
     """An object's entries, in member order: ``$array`` and ``$pairs`` put
     theirs where they stand among the other members."""
     groups: list[tuple[str, Any]] = []
@@ -366,7 +366,7 @@ def _decode_table(j: _Obj, depth: int) -> dict:
                if k.__class__ in (int, float)}
     if any(kind == "array" and g for kind, g in groups):
         numbers.add(1)
-    table: dict = {}
+    table: dict[Any, Any] = {}
     for kind, g in groups:
         if kind == "member":
             entries: Iterable[tuple[Any, Any]] = (g,)
@@ -402,6 +402,14 @@ def encode_name(name: Name | None) -> str:
     if name is None:
         return "null"
     return _encode_json(to_json(name))
+
+
+@overload
+def decode_name(j: Any, what: str, nullable: Literal[False], empty_ok: bool = False) -> Name: ...
+
+
+@overload
+def decode_name(j: Any, what: str, nullable: bool, empty_ok: bool = False) -> Name | None: ...
 
 
 def decode_name(j: Any, what: str, nullable: bool, empty_ok: bool = False) -> Name | None:
@@ -499,7 +507,7 @@ def plan_export(dm: DataManager, hosts: Iterable[Name | None] | None = None,
     return ExportPlan(files, problems)
 
 
-def _data_files(dm: DataManager, hosts: list | None, stores: list | None
+def _data_files(dm: DataManager, hosts: list[Name | None] | None, stores: list[Name] | None
                 ) -> Iterator[tuple[str, Name | None, Name, Name | None, str]]:
     """Every data file on disk under the hosts and stores asked for, by its decoded
     names: ``(path, host, store, user, ext)``.  Entries starting with ``.`` in the
@@ -708,11 +716,12 @@ class Exporter:
                     yield chunk
                 self.records += written
             else:
-                yield from self._whole_record(f)
+                yield from self._whole_record(f, self.on_damaged)
             if self.progress:
                 self.progress(f)
 
-    def _whole_record(self, f: StoreFile) -> Iterator[bytes]:
+    def _whole_record(self, f: StoreFile,
+                      on_damaged: Callable[[str, str], None]) -> Iterator[bytes]:
         pieces = record_chunks(self.dm, f)
         with tempfile.SpooledTemporaryFile(_SPOOL_MEMORY) as spool:
             while True:
@@ -720,7 +729,7 @@ class Exporter:
                     chunk = next(pieces, None)
                 except FILE_ERRORS as err:
                     self.skipped += 1
-                    self.on_damaged(*file_problem(err, store_file_path(self.dm, f)))
+                    on_damaged(*file_problem(err, store_file_path(self.dm, f)))
                     return
                 if chunk is None:
                     break
@@ -736,7 +745,8 @@ class Exporter:
                 yield block
 
 
-def export(dm: DataManager, out: IO[bytes], hosts=None, stores=None,
+def export(dm: DataManager, out: IO[bytes], hosts: Iterable[Name | None] | None = None,
+           stores: Iterable[Name] | None = None,
            progress: Callable[[StoreFile], None] | None = None,
            files: list[StoreFile] | None = None,
            on_damaged: Callable[[str, str], None] | None = None) -> int:
@@ -752,7 +762,7 @@ def export(dm: DataManager, out: IO[bytes], hosts=None, stores=None,
         for problem in plan.problems:
             if on_damaged is None:
                 raise problem
-            on_damaged(problem.path, problem.reason)
+            on_damaged(cast(str, problem.path), problem.reason)  # plan_export names the file
         files = plan.files
     run = Exporter(dm, files, on_damaged, progress)
     for chunk in run.chunks():
@@ -779,6 +789,8 @@ _NAME_RE = r'(null|"(?:[^"\\]|\\.)*"|\{"\$bytes":"[A-Za-z0-9+/=]*"\})'
 _HEADER = re.compile(r'[ \t\r]*\{"host":' + _NAME_RE + r',"user":' + _NAME_RE
                      + r',"store":' + _NAME_RE + r',"type":"list","value":\[')
 _WS = re.compile(r"[ \t\r]*")
+# The pattern matches the empty string, so its match is never None.
+_WS_MATCH = cast("Callable[[str, int], re.Match[str]]", _WS.match)
 _CHUNK = 1 << 20
 
 
@@ -835,7 +847,7 @@ class _Input:
 
     def skip_ws(self) -> None:
         while True:
-            m = _WS.match(self.buf, self.pos)
+            m = _WS_MATCH(self.buf, self.pos)
             self.pos = m.end()
             if self.pos < len(self.buf) or not self.fill():
                 return
@@ -1066,7 +1078,8 @@ def _import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bo
     dm.getpath(rec.user, rec.host, rec.store, "list" if rec.type == "list" else "dat")  # names
     if rec.type == "list":
         try:
-            n = replace_list_stream(dm, rec.user, rec.host, rec.store, rec.items, dry_run)
+            items = cast("Iterator[Any]", rec.items)  # a list record always has items
+            n = replace_list_stream(dm, rec.user, rec.host, rec.store, items, dry_run)
         except RecordError:
             raise
         except (TypeError, ValueError) as err:
@@ -1083,7 +1096,7 @@ def _import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bo
         payload = None if empty else dump_dat(value)
     except (TypeError, ValueError) as err:
         raise RecordError(rec.lineno, str(err)) from None
-    if empty:
+    if payload is None:  # the value is empty
         stats.removed += 1
         if not dry_run:
             dm.store(rec.user, rec.host, rec.store, None)
@@ -1102,7 +1115,7 @@ def _import_record(dm: DataManager, rec: Record, stats: ImportStats, dry_run: bo
         dm.store(rec.user, rec.host, rec.store, value)
 
 
-def _record_key(rec: Record) -> tuple:
+def _record_key(rec: Record) -> tuple[str, bytes | None, bytes | None, bytes]:
     return (rec.type, None if rec.host is None else name_bytes(rec.host),
             None if rec.user is None else name_bytes(rec.user), name_bytes(rec.store))
 
@@ -1119,7 +1132,7 @@ def import_records(dm: DataManager, f: IO[bytes], dry_run: bool = False,
     """
     stats = ImportStats()
     reader = RecordReader(f)
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple[str, bytes | None, bytes | None, bytes], int] = {}
     for rec in reader:
         key = _record_key(rec)
         if key in seen:

@@ -95,11 +95,20 @@ from __future__ import annotations
 import json as _stdlib_json
 import math
 import re
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 
 from prosody_store.errors import Error
 from prosody_store.numbers import INT_MAX, INT_MIN, NAN_TEXT, format_float, tonumber
 from prosody_store.serialization import DEFAULT_MAX_DEPTH, FALSE_KEY, TRUE_KEY, BooleanKey
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _AlwaysMatches(Protocol):
+        """A pattern only matched where it cannot fail (it matches the empty
+        string, or the caller has checked how the text starts)."""
+
+        def match(self, string: bytes, pos: int = ..., /) -> re.Match[bytes]: ...
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
@@ -130,7 +139,7 @@ class JSONDecodeError(Error, ValueError):
         self.colno = pos - (doc.rfind(b"\n", 0, pos) + 1) + 1
         super().__init__(f"{msg}: line {self.lineno} column {self.colno} (byte {pos})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[JSONDecodeError], tuple[str, bytes, int]]:
         return (JSONDecodeError, (self.msg, self.doc, self.pos))
 
 
@@ -168,7 +177,7 @@ def _quote(s: str | bytes | bytearray) -> str:
         if _SURROGATE.search(s) is not None:
             raise ValueError(f"string {s!r} is not valid Unicode (lone surrogate)")
         return _escape_text(s)
-    return _escape_text(bytes(s).decode("utf-8", "surrogateescape"))
+    return _escape_text(bytes(cast("bytes | bytearray", s)).decode("utf-8", "surrogateescape"))
 
 
 _KEY_CACHE: dict[str, str] = {}
@@ -239,10 +248,10 @@ def _lua_key(k: Any) -> Any:
     raise TypeError(f"a {cls.__name__} cannot be a table key")
 
 
-def _lua_entries(t: Any) -> dict:
+def _lua_entries(t: Any) -> dict[Any, Any]:
     """The entries of a list or dict as a Lua table: Lua keys, no nil values."""
     if isinstance(t, dict):
-        entries: dict = {}
+        entries: dict[Any, Any] = {}
         for k, v in t.items():
             if v is None:
                 continue
@@ -254,7 +263,8 @@ def _lua_entries(t: Any) -> dict:
     return {i: v for i, v in enumerate(t, 1) if v is not None}
 
 
-def _split_table(t: Any, sort_keys: bool) -> tuple[list, list, list]:
+def _split_table(t: Any, sort_keys: bool
+                 ) -> tuple[list[tuple[Any, Any]], list[tuple[Any, Any]], list[Any]]:
     """A table as util.json divides it: (members, __hash pairs, __array items).
 
     With no members and no __hash pairs the table is a JSON array of the items.
@@ -329,8 +339,8 @@ def _layout(t: Any, sort_keys: bool, out: list[str], nested: _Nested) -> None:
     exact ``str``.
     """
     if _is_plain_array(t):
-        members: list = []
-        hashed: list = []
+        members: list[tuple[Any, Any]] = []
+        hashed: list[tuple[Any, Any]] = []
         array = t
     else:
         members, hashed, array = _split_table(t, sort_keys)
@@ -418,7 +428,7 @@ class _Encoder:
                 stack.pop()
 
     def _pieces(self, t: Any) -> Iterator[Any]:
-        parts: list = []
+        parts: list[Any] = []  # text, and nested tables in their place
         _layout(t, self.sort_keys, parts, parts.append)
         return iter(parts)
 
@@ -535,7 +545,7 @@ class _Null:
 _NULL = _Null()
 _MISSING = object()
 
-_WS = re.compile(rb"[ \t\r\n]*")
+_WS = cast("_AlwaysMatches", re.compile(rb"[ \t\r\n]*"))
 # Possessive repeats (*+, ++): the engine keeps no backtracking state per
 # escape (680 MB for a 10 MiB string of them) and never retries.
 _STRING = re.compile(rb'"([^"\\]*+(?:\\.[^"\\]*+)*+)"', re.DOTALL)
@@ -544,7 +554,8 @@ _ESCAPE = re.compile(
     rb"|u([0-9a-fA-F]{4})|(.))", re.DOTALL)
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f",
                    b"n": b"\n", b"r": b"\r", b"t": b"\t"}
-_NUMBER_RUN = re.compile(rb"[0-9.eE+\-]+")
+# Only matched where a digit or "-" starts.
+_NUMBER_RUN = cast("_AlwaysMatches", re.compile(rb"[0-9.eE+\-]+"))
 
 
 # _ESCAPE for the bytes of a string decoded as latin-1 (one character per
@@ -559,7 +570,8 @@ _U_ESCAPES: dict[str, str] = {}
 
 
 def _unescape(raw: bytes, doc: bytes, pos: int) -> bytes:
-    def replace(m: re.Match) -> str:
+    def replace(m: re.Match[str]) -> str:
+        other: str  # the escaped character, when the other groups did not match
         high, low, single, other = m.groups()
         if high is not None:
             code = 0x10000 + ((int(high, 16) - 0xD800) << 10) + (int(low, 16) - 0xDC00)
@@ -606,11 +618,11 @@ def _read_scalar(doc: bytes, pos: int) -> tuple[Any, int]:
         if value is None:
             raise JSONDecodeError(f"invalid number {m.group().decode()!r}", doc, pos)
         return value, m.end()
-    for word, value in ((b"null", _NULL), (b"true", True), (b"false", False)):
+    for word, literal in ((b"null", _NULL), (b"true", True), (b"false", False)):
         if b == word[:1]:
             if doc[pos + 1:pos + len(word)] != word[1:]:
                 raise JSONDecodeError(f"{word.decode()} expected", doc, pos)
-            return value, pos + len(word)
+            return literal, pos + len(word)
     raise JSONDecodeError("value expected", doc, pos)
 
 
@@ -659,7 +671,7 @@ def _lua_ipairs(v: Any, doc: bytes, pos: int) -> Iterator[Any]:
                               "which util.json fails on", doc, pos)
 
 
-def _fix_object(obj: dict, doc: bytes, pos: int) -> dict:
+def _fix_object(obj: dict[str, Any], doc: bytes, pos: int) -> dict[Any, Any]:
     """Apply ``__array`` and ``__hash`` to a just-closed object, as util.json does."""
     array = obj.get("__array", _MISSING)
     hashed = obj.get("__hash", _MISSING)
@@ -667,7 +679,7 @@ def _fix_object(obj: dict, doc: bytes, pos: int) -> dict:
     use_hash = hashed is not _MISSING and hashed is not False
     if not (use_array or use_hash):
         return obj
-    result: dict = {}
+    result: dict[Any, Any] = {}
     if use_array:
         del obj["__array"]
         for i, v in enumerate(_lua_ipairs(array, doc, pos), 1):
@@ -711,7 +723,7 @@ def _finish(raw: Any) -> Any:
     return table
 
 
-def _plain_bool_key(k: Any, table: dict) -> Any:
+def _plain_bool_key(k: Any, table: dict[Any, Any]) -> Any:
     if k is TRUE_KEY and 1 not in table:
         return True
     if k is FALSE_KEY and 0 not in table:
@@ -727,28 +739,28 @@ class _Frame:
 
     __slots__ = ("value", "state", "key", "start")
 
-    def __init__(self, value: list | dict, start: int) -> None:
-        self.value = value
+    def __init__(self, value: list[Any] | dict[Any, Any], start: int) -> None:
+        self.value: Any = value  # the reader knows which of the two from the context
         self.state = _FIRST
         self.key: Any = None
         self.start = start
 
 
-def _finish_list(raw: list) -> list:
+def _finish_list(raw: list[Any]) -> list[Any]:
     for i, v in enumerate(raw):
         if v.__class__ is list or v.__class__ is dict:
             raw[i] = _finish(v)
     return raw
 
 
-def _close_object(frame: _Frame, doc: bytes, fixed: bool) -> dict:
+def _close_object(frame: _Frame, doc: bytes, fixed: bool) -> dict[Any, Any]:
     """Finish the members of a closed object and, if ``fixed``, apply __array/__hash.
 
     The values util.json's ``_fixobject`` consumes stay raw (nulls kept), as
     Prosody iterates them with ``ipairs``.
     """
-    obj = frame.value
-    consumed = ()
+    obj: dict[str, Any] = frame.value
+    consumed: tuple[str, ...] = ()
     if fixed:
         consumed = tuple(k for k in _SPECIAL_KEYS if obj.get(k, False) is not False)
     for k, v in obj.items():
@@ -871,7 +883,7 @@ class _NotPlain(ValueError):
     pass
 
 
-def _plain_object(pairs: list) -> dict:
+def _plain_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     table = dict(pairs)
     if len(table) != len(pairs):
         raise _NotPlain  # a duplicate member: the full reader's rules

@@ -21,7 +21,7 @@ import struct
 import sys
 from array import array
 from itertools import islice
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
 from prosody_store.serialization import list_item_ends
 
@@ -49,7 +49,7 @@ _FMT = "<Q" if ENTRY_SIZE == 8 else "<I"
 if sys.byteorder != "little":
     _FMT = ">" + _FMT[1:]
 MAGIC_BYTES = struct.pack(_FMT, MAGIC)
-_TYPECODE = "Q" if ENTRY_SIZE == 8 else "I"
+_TYPECODE: Literal["Q", "I"] = "Q" if ENTRY_SIZE == 8 else "I"
 
 MISSING = "missing"
 STALE = "stale (the list has changed since it was indexed)"
@@ -62,7 +62,7 @@ def index_path(list_path: str) -> str:
     return list_path[:-len("list")] + "lidx"
 
 
-def new_offsets() -> array:
+def new_offsets() -> array[int]:
     """An empty array of item end offsets, of the index's native entry size."""
     return array(_TYPECODE)
 
@@ -78,7 +78,7 @@ def encode_index(end_offsets: Iterable[int]) -> bytes:
     return MAGIC_BYTES + arr.tobytes()
 
 
-def parse_index(data: bytes) -> array | None:
+def parse_index(data: bytes) -> array[int] | None:
     """The end offsets recorded in ``.lidx`` bytes, or None if the magic or length is wrong."""
     if len(data) < ENTRY_SIZE or len(data) % ENTRY_SIZE or data[:ENTRY_SIZE] != MAGIC_BYTES:
         return None
@@ -105,7 +105,7 @@ def valid_for(offsets: Sequence[int], list_size: int) -> bool:
     return all(map(operator.lt, offsets, islice(offsets, 1, None)))
 
 
-def scan_offsets(data: bytes | mmap.mmap) -> array:
+def scan_offsets(data: bytes | mmap.mmap) -> array[int]:
     """End offsets of the items in list bytes: one entry per item the reader reads.
 
     They are :func:`~prosody_store.serialization.list_item_ends`: item N ends
@@ -123,7 +123,7 @@ def scan_offsets(data: bytes | mmap.mmap) -> array:
     return arr
 
 
-def build_offsets(fd: int) -> array:
+def build_offsets(fd: int) -> array[int]:
     """:func:`scan_offsets` of the open list file ``fd`` (read through mmap)."""
     size = os.fstat(fd).st_size
     if size == 0:
@@ -132,13 +132,13 @@ def build_offsets(fd: int) -> array:
         return scan_offsets(mm)
 
 
-def read_index(path: str, list_size: int) -> array | None:
+def read_index(path: str, list_size: int) -> array[int] | None:
     """The offsets of the ``.lidx`` at ``path`` if it exists and fits a list of
     ``list_size`` bytes (:func:`valid_for`), else None."""
     return load_index(path, list_size)[0]
 
 
-def load_index(path: str, list_size: int) -> tuple[array | None, str | None]:
+def load_index(path: str, list_size: int) -> tuple[array[int] | None, str | None]:
     """``(offsets, None)`` if the ``.lidx`` at ``path`` fits a list of
     ``list_size`` bytes, else ``(None, why)``: :data:`MISSING`, :data:`STALE`
     (a good index of a list that has since grown or shrunk: what a writer

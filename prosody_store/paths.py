@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Union
+from typing import Union, cast
 
 from prosody_store.errors import Error
 
@@ -73,9 +73,9 @@ class NameTooLongError(StoreError, OSError):
         OSError.__init__(self, errno.ENAMETOOLONG, msg)
 
     def __str__(self) -> str:
-        return self.strerror
+        return cast(str, self.strerror)  # always set by __init__
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[NameTooLongError], tuple[str, Name, str]]:
         return (NameTooLongError, (self.kind, self.name, self.component))
 
 
@@ -98,7 +98,7 @@ def name_bytes(name: Name, kind: str = "name") -> bytes:
     raise InvalidNameError(f"{kind} name must be str or bytes, not {type(name).__name__}")
 
 
-def _encode(raw: bytes, keep: frozenset) -> str:
+def _encode(raw: bytes, keep: frozenset[int]) -> str:
     return "".join(chr(b) if b in keep else _ENC_TABLE[b] for b in raw)
 
 

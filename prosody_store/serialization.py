@@ -55,7 +55,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, cast
 
 from prosody_store import _fast_reader
 from prosody_store.errors import Error
@@ -64,6 +64,13 @@ from prosody_store._lua_table import FALSE_KEY, TRUE_KEY, BooleanKey, TableBuild
 
 if TYPE_CHECKING:
     import mmap
+    from typing import Protocol
+
+    class _AlwaysMatches(Protocol):
+        """A pattern only matched where it cannot fail (it matches the empty
+        string, or the caller has checked how the text starts)."""
+
+        def match(self, string: bytes, pos: int = ..., /) -> re.Match[bytes]: ...
 
 __all__ = [
     "BooleanKey",
@@ -137,11 +144,12 @@ class LuaSyntaxError(Error, ValueError):
         near = f" near {self.excerpt!r}" if self.excerpt else " at end of input"
         return f"{where}line {self.lineno}, column {self.colno}: {self.msg}{near}"
 
-    def __reduce__(self):  # keep the attributes through pickling (multiprocessing)
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], LuaSyntaxError], tuple[dict[str, Any]]]:
+        # Keep the attributes through pickling (multiprocessing).
         return (_rebuild_error, (self.__dict__,))
 
 
-def _rebuild_error(state: dict) -> LuaSyntaxError:
+def _rebuild_error(state: dict[str, Any]) -> LuaSyntaxError:
     err = LuaSyntaxError.__new__(LuaSyntaxError)
     err.__dict__.update(state)
     ValueError.__init__(err, str(err))
@@ -151,7 +159,7 @@ def _rebuild_error(state: dict) -> LuaSyntaxError:
 # ---------------------------------------------------------------------------
 # Reading
 
-_WS = re.compile(rb"[ \t\n\r\f\v]*")
+_WS = cast("_AlwaysMatches", re.compile(rb"[ \t\n\r\f\v]*"))
 _NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
 _LONG_OPEN = re.compile(rb"\[(=*)\[")
 # A numeral as Lua's lexer cuts it out (greedy, may be malformed), plus one more
@@ -161,15 +169,18 @@ _LONG_OPEN = re.compile(rb"\[(=*)\[")
 # regex engine keeps no backtracking state per repetition (1.2 GB for a 10 MiB
 # numeral) and never retries (a numeral such as 111...1a took quadratic time
 # in _VALID_DEC: 24 s for 40 KB).
-_NUMERAL_HEX = re.compile(rb"0[xX](?:[pP][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?")
-_NUMERAL_DEC = re.compile(rb"(?:[eE][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?")
+# (_NUMERAL_HEX is only matched where "0x" or "0X" starts.)
+_NUMERAL_HEX = cast("_AlwaysMatches", re.compile(rb"0[xX](?:[pP][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?"))
+_NUMERAL_DEC = cast("_AlwaysMatches", re.compile(rb"(?:[eE][+-]?|[0-9a-fA-F.])*+[A-Za-z0-9_]?"))
 _VALID_DEC = re.compile(rb"(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+\Z")
 _VALID_HEX = re.compile(rb"0[xX](?:[0-9a-fA-F]++(?:\.[0-9a-fA-F]*+)?+|\.[0-9a-fA-F]++)"
                         rb"(?:[pP][+-]?+[0-9]++)?+\Z")
 _INT_DEC = re.compile(rb"[0-9]+\Z")
 # The body of a short string up to (not including) its closing quote.
-_DQ_BODY = re.compile(rb'(?:[^"\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+')
-_SQ_BODY = re.compile(rb"(?:[^'\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+")
+_DQ_BODY = cast("_AlwaysMatches",
+                re.compile(rb'(?:[^"\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+'))
+_SQ_BODY = cast("_AlwaysMatches",
+                re.compile(rb"(?:[^'\\\n\r]++|\\z[ \t\n\r\f\v]*+|\\\r\n?+|\\\n\r?+|\\[\s\S])*+"))
 _ESCAPE = re.compile(rb"\\(?:z[ \t\n\r\f\v]*|x[0-9a-fA-F]{2}|[0-9]{1,3}|u\{[0-9a-fA-F]+\}|\r\n?|\n\r?|[\s\S]?)")
 _SIMPLE_ESCAPES = {
     b"\\a": b"\a", b"\\b": b"\b", b"\\f": b"\f", b"\\n": b"\n", b"\\r": b"\r",
@@ -247,7 +258,7 @@ class _Parser:
                 nl = src.find(b"\n", pos)
                 pos = self.end if nl < 0 else nl
 
-    def _long_bracket_end(self, m: re.Match, what: str, start: int) -> int:
+    def _long_bracket_end(self, m: re.Match[bytes], what: str, start: int) -> int:
         close = b"]" + m.group(1) + b"]"
         end = self.src.find(close, m.end())
         if end < 0:
@@ -271,7 +282,7 @@ class _Parser:
 
     def _unescape(self, raw: bytes, offset: int) -> bytes:
         # On the bytes as latin-1 text (one character per byte): see _ESCAPE_TEXT.
-        def replace(m: re.Match) -> str:
+        def replace(m: re.Match[str]) -> str:
             esc = m.group()
             simple = _SIMPLE_ESCAPES_TEXT.get(esc)
             if simple is not None:
@@ -295,7 +306,7 @@ class _Parser:
 
         return _ESCAPE_TEXT.sub(replace, raw.decode("latin-1")).encode("latin-1")
 
-    def parse_long_string(self, m: re.Match, pos: int) -> tuple[int, str | bytes]:
+    def parse_long_string(self, m: re.Match[bytes], pos: int) -> tuple[int, str | bytes]:
         end = self._long_bracket_end(m, "unfinished long string", pos)
         body = self.src[m.end():end - len(m.group()) ]
         if body[:2] in (b"\r\n", b"\n\r"):
@@ -441,7 +452,7 @@ class _Parser:
                 pos = self._field_end(self.skip(pos))
                 continue
             # One field: [key] = value, name = value, or value.
-            key = _POSITIONAL
+            key: Any = _POSITIONAL
             if c == b"[" and not _LONG_OPEN.match(src, pos):
                 kpos = self.skip(pos + 1)
                 if src[kpos:kpos + 1] == b"{":
@@ -456,7 +467,7 @@ class _Parser:
                     raise self.error("'=' expected", kpos, True)
                 pos = self.skip(kpos + 1)
             elif c.isalpha() or c == b"_":
-                m = _NAME.match(src, pos)
+                m = cast("re.Match[bytes]", _NAME.match(src, pos))  # c starts a name
                 after = self.skip(m.end())
                 if (src[after:after + 1] == b"=" and src[after + 1:after + 2] != b"="
                         and m.group() not in _KEYWORDS):
@@ -507,7 +518,7 @@ class _Positional:
 _POSITIONAL = _Positional()
 
 
-def _lua_stuck_at(src: bytes, pos: int, may_go_on: frozenset = _LUA_MAY_GO_ON) -> bool:
+def _lua_stuck_at(src: bytes, pos: int, may_go_on: frozenset[int] = _LUA_MAY_GO_ON) -> bool:
     """Whether Lua refuses the text at ``pos`` too, where this reader stopped
     expecting something else (after a value; see _LUA_MAY_GO_ON)."""
     if pos >= len(src):
@@ -755,7 +766,7 @@ def iter_list(src: bytes | str | IO[bytes], *, max_depth: int = DEFAULT_MAX_DEPT
     """
     if not hasattr(src, "read"):
         src = io.BytesIO(_as_bytes(src))
-    return _iter_stream(src, max_depth, offsets=False)
+    return _iter_stream(cast("IO[bytes]", src), max_depth, offsets=False)  # has read()
 
 
 def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
@@ -778,7 +789,7 @@ def iter_list_with_offsets(src: bytes | str | IO[bytes], *,
     """
     if not hasattr(src, "read"):
         src = io.BytesIO(_as_bytes(src))
-    return _iter_stream(src, max_depth, offsets=True)
+    return _iter_stream(cast("IO[bytes]", src), max_depth, offsets=True)  # has read()
 
 
 _NO_ITEM = object()
@@ -795,13 +806,13 @@ def _iter_stream(f: IO[bytes], max_depth: int, offsets: bool) -> Iterator[Any]:
             items = None
         return
     pending = _NO_ITEM  # an item whose end is the next item's start
-    for starts, items in batches:
+    for starts, items in batches:  # with offsets, starts is never None
         if items is None:
             if pending is not _NO_ITEM:
-                yield starts[0], pending
+                yield cast("list[int]", starts)[0], pending
                 pending = _NO_ITEM
             continue
-        for start, item in zip(starts, items):
+        for start, item in zip(cast("list[int]", starts), items):
             if pending is not _NO_ITEM:
                 yield start, pending
             pending = item
@@ -809,7 +820,7 @@ def _iter_stream(f: IO[bytes], max_depth: int, offsets: bool) -> Iterator[Any]:
 
 
 def _iter_batches(f: IO[bytes], max_depth: int,
-                  starts: bool) -> Iterator[tuple[list[int] | None, list | None]]:
+                  starts: bool) -> Iterator[tuple[list[int] | None, list[Any] | None]]:
     """The items of a list read from ``f``, in batches ``(start offsets, items)``.
 
     With ``starts``, the file offset of each item's statement comes with the
@@ -850,7 +861,7 @@ def _iter_batches(f: IO[bytes], max_depth: int,
         else:
             parser = _Parser(segment, max_depth, base_line, base_pos)
             found: list[int] = []
-            values: list = []
+            values: list[Any] = []
             consumed = 0
             try:
                 for start, end, value in _parse_statements(parser, 0):
@@ -986,7 +997,7 @@ def list_item_ends(data: bytes | mmap.mmap) -> list[int]:
         return ends
     if hasattr(data, "seek"):
         data.seek(0)
-        stream: IO[bytes] = data
+        stream = cast("IO[bytes]", data)  # an mmap, read as a binary file
     else:
         stream = io.BytesIO(_as_bytes(data))
     try:
@@ -1092,7 +1103,7 @@ _ESCAPED.update({7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 
 _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\"'\\\x7f-\U0010ffff]")
 
 
-def _dump_string(s: str | bytes) -> str:
+def _dump_string(s: str | bytes | bytearray) -> str:
     if s.__class__ is str:
         if not _NEEDS_ESCAPE.search(s):
             return f'"{s}"'
@@ -1101,11 +1112,11 @@ def _dump_string(s: str | bytes) -> str:
         except UnicodeEncodeError:
             raise ValueError("string holds a lone surrogate, which is not UTF-8") from None
     else:
-        text = bytes(s).decode("latin-1")
+        text = bytes(cast("bytes | bytearray", s)).decode("latin-1")
     return '"' + text.translate(_ESCAPED) + '"'
 
 
-def _dump_number(n: int | float, path: list) -> str:
+def _dump_number(n: int | float, path: list[Any]) -> str:
     if isinstance(n, int):
         if not INT_MIN <= n <= INT_MAX:
             raise ValueError(f"{_path_text(path)}: integer {n} does not fit in 64 bits")
@@ -1120,11 +1131,11 @@ def _dump_number(n: int | float, path: list) -> str:
     return "%.18g" % n
 
 
-def _path_text(path: list) -> str:
+def _path_text(path: list[Any]) -> str:
     return "value" + "".join(f"[{k!r}]" for k in path)
 
 
-def _dump_scalar(v: Any, path: list) -> str:
+def _dump_scalar(v: Any, path: list[Any]) -> str:
     """Any value but a table; ``path`` says where it is, for errors."""
     if v is None:
         return "nil"
@@ -1140,7 +1151,7 @@ def _dump_scalar(v: Any, path: list) -> str:
     raise TypeError(f"{_path_text(path)}: cannot store a {type(v).__name__} in Prosody data")
 
 
-def _dump_key(k: Any, path: list) -> str:
+def _dump_key(k: Any, path: list[Any]) -> str:
     if k.__class__ is BooleanKey:
         return "true" if k.value else "false"
     if k.__class__ is float:
@@ -1153,9 +1164,9 @@ def _dump_key(k: Any, path: list) -> str:
     return _dump_scalar(k, path)
 
 
-def _check_duplicate_keys(t: dict, path: list) -> None:
+def _check_duplicate_keys(t: dict[Any, Any], path: list[Any]) -> None:
     """Keys that differ in Python but are one key in Lua (``"a"``/``b"a"``, True/TRUE_KEY)."""
-    seen: set = set()
+    seen: set[Any] = set()
     for k in t:
         if k.__class__ is str:
             lua_key: Any = k.encode("utf-8", "surrogatepass")
@@ -1172,7 +1183,7 @@ def _check_duplicate_keys(t: dict, path: list) -> None:
         seen.add(lua_key)
 
 
-def _dump_table(t: Any, out: list, depth: int, path: list, active: set) -> None:
+def _dump_table(t: Any, out: list[str], depth: int, path: list[Any], active: set[int]) -> None:
     ident = id(t)
     if ident in active:
         raise ValueError(f"{_path_text(path)}: the value contains itself (a cycle)")
@@ -1187,6 +1198,7 @@ def _dump_table(t: Any, out: list, depth: int, path: list, active: set) -> None:
     indent = "\n" + "\t" * depth
     next_index = 1
     had_items = False
+    k: Any
     for k, v in (t.items() if is_dict else enumerate(t, 1)):
         if v is None:
             continue  # nil: no entry, as in Lua

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Callable
 from xml.parsers import expat
 
 from prosody_store.errors import Error
@@ -80,13 +80,13 @@ _PLAIN_MAX_DEPTH = 60
 class StanzaError(Error, ValueError):
     """A table that is not a stanza, or XML that is not one.  ``path`` says where."""
 
-    def __init__(self, path: list, msg: str) -> None:
+    def __init__(self, path: list[Any], msg: str) -> None:
         self.path = list(path)
         self.msg = msg
         super().__init__(f"{_path_text(path)}: {msg}")
 
 
-def _path_text(path: list) -> str:
+def _path_text(path: list[Any]) -> str:
     return "stanza" + "".join(f"[{k!r}]" for k in path)
 
 
@@ -94,7 +94,7 @@ def _path_text(path: list) -> str:
 # Checking a table
 
 
-def _check_name(name: Any, kind: str, path: list) -> str:
+def _check_name(name: Any, kind: str, path: list[Any]) -> str:
     if name.__class__ is not str:
         raise StanzaError(path, f"invalid {kind} name: expected a str, got {type(name).__name__}")
     if not name:
@@ -107,7 +107,7 @@ def _check_name(name: Any, kind: str, path: list) -> str:
     return name
 
 
-def _check_text(text: Any, kind: str, path: list) -> str:
+def _check_text(text: Any, kind: str, path: list[Any]) -> str:
     if text.__class__ is not str:
         what = "invalid UTF-8" if isinstance(text, (bytes, bytearray)) else type(text).__name__
         raise StanzaError(path, f"invalid {kind}: expected a str, got {what}")
@@ -116,7 +116,7 @@ def _check_text(text: Any, kind: str, path: list) -> str:
     return text
 
 
-def _parts(t: Any, path: list) -> tuple[str, dict, list]:
+def _parts(t: Any, path: list[Any]) -> tuple[str, dict[str, str], list[str | dict[Any, Any]]]:
     """Name, attributes and children of a stanza table, checked."""
     if not isinstance(t, dict):
         raise StanzaError(path, f"expected a stanza table (dict with name and attr), "
@@ -136,7 +136,7 @@ def _parts(t: Any, path: list) -> tuple[str, dict, list]:
         if not (k == "name" or k == "attr" or (k.__class__ is int and 1 <= k <= n)):
             raise StanzaError([*path, k], "unexpected key (a stanza has name, attr and "
                               "children 1..n; see split_item for archive metadata)")
-    children = []
+    children: list[str | dict[Any, Any]] = []
     for i in range(1, n + 1):
         child = t[i]
         if child.__class__ is not str and not isinstance(child, dict):
@@ -146,12 +146,12 @@ def _parts(t: Any, path: list) -> tuple[str, dict, list]:
     return name, attr, children
 
 
-def split_item(item: dict) -> tuple[dict, dict]:
+def split_item(item: dict[Any, Any]) -> tuple[dict[Any, Any], dict[Any, Any]]:
     """An archive/offline item as (stanza table, metadata such as key/when/with)."""
     if not isinstance(item, dict):
         raise StanzaError([], f"expected a dict, got {type(item).__name__}")
-    stanza: dict = {}
-    extra: dict = {}
+    stanza: dict[Any, Any] = {}
+    extra: dict[Any, Any] = {}
     for k, v in item.items():
         if k == "name" or k == "attr" or (k.__class__ is int and k >= 1):
             stanza[k] = v
@@ -164,7 +164,7 @@ def split_item(item: dict) -> tuple[dict, dict]:
 # ElementTree
 
 
-def _et_attr_name(k: str, path: list) -> str:
+def _et_attr_name(k: str, path: list[Any]) -> str:
     if _SEP in k:
         ns, local = k.split(_SEP, 1)
         if ns == XML_NS:
@@ -189,12 +189,12 @@ def _table_attr_name(k: str) -> str:
     return k
 
 
-def to_element(table: dict) -> ET.Element:
+def to_element(table: dict[Any, Any]) -> ET.Element:
     """The stanza table as an :class:`~xml.etree.ElementTree.Element` (see the module docs)."""
     return _to_element(table, [], 0)
 
 
-def _to_element(t: Any, path: list, depth: int) -> ET.Element:
+def _to_element(t: Any, path: list[Any], depth: int) -> ET.Element:
     if depth > MAX_DEPTH:
         raise StanzaError(path, f"nested deeper than {MAX_DEPTH}")
     name, attr, children = _parts(t, path)
@@ -219,7 +219,7 @@ def _to_element(t: Any, path: list, depth: int) -> ET.Element:
     return el
 
 
-def from_element(el: ET.Element) -> dict:
+def from_element(el: ET.Element) -> dict[Any, Any]:
     """The stanza table of an element; the inverse of :func:`to_element`.
 
     A tag in ElementTree's ``{namespace}name`` form (from ``ET.fromstring``) is
@@ -229,7 +229,8 @@ def from_element(el: ET.Element) -> dict:
     return _from_element(el, None, [], 0)
 
 
-def _from_element(el: ET.Element, parent_ns: str | None, path: list, depth: int) -> dict:
+def _from_element(el: ET.Element, parent_ns: str | None, path: list[Any],
+                  depth: int) -> dict[Any, Any]:
     if depth > MAX_DEPTH:
         raise StanzaError(path, f"nested deeper than {MAX_DEPTH}")
     if not isinstance(el.tag, str):
@@ -243,7 +244,7 @@ def _from_element(el: ET.Element, parent_ns: str | None, path: list, depth: int)
         if ns != parent_ns and "xmlns" not in attr:
             attr = {"xmlns": ns, **attr}
     my_ns = attr.get("xmlns", parent_ns)
-    table: dict = {}
+    table: dict[Any, Any] = {}
     n = 0
     if el.text:
         n += 1
@@ -272,7 +273,7 @@ def _escape(text: str) -> str:
             .replace("'", "&apos;").replace('"', "&quot;"))
 
 
-def to_xml(table: dict) -> str:
+def to_xml(table: dict[Any, Any]) -> str:
     """The stanza as Prosody's ``tostring(util.stanza.deserialize(table))`` writes it.
 
     Like Prosody, this writes a carriage return in text raw, so an XML parser
@@ -328,7 +329,7 @@ def _write_plain(t: Any, out: list[str], parent_ns: str | None, depth: int) -> b
     return True
 
 
-def _plain_child_keys(t: dict) -> bool:
+def _plain_child_keys(t: dict[Any, Any]) -> bool:
     """Whether the keys other than name and attr are all ints (not True or 1.0)."""
     for k in t:
         if k.__class__ is not int and k != "name" and k != "attr":
@@ -336,7 +337,7 @@ def _plain_child_keys(t: dict) -> bool:
     return True
 
 
-def _prosody_attrs(attr: dict, path: list) -> dict:
+def _prosody_attrs(attr: dict[str, str], path: list[Any]) -> dict[str, str]:
     """Attributes as ``deserialize`` makes them: ``"ns|name"`` becomes ``"ns\\1name"``."""
     result = {}
     for k, v in attr.items():
@@ -350,7 +351,7 @@ def _prosody_attrs(attr: dict, path: list) -> dict:
     return result
 
 
-def _write(t: Any, out: list[str], parent_ns: str | None, path: list, depth: int) -> None:
+def _write(t: Any, out: list[str], parent_ns: str | None, path: list[Any], depth: int) -> None:
     if depth > MAX_DEPTH:
         raise StanzaError(path, f"nested deeper than {MAX_DEPTH}")
     name, attr, children = _parts(t, path)
@@ -381,9 +382,9 @@ class _Builder:
 
     def __init__(self, all_xmlns: bool) -> None:
         self.all_xmlns = all_xmlns
-        self.stack: list[tuple[dict, str]] = []  # (table, namespace)
+        self.stack: list[tuple[dict[Any, Any], str]] = []  # (table, namespace)
         self.text: list[str] = []
-        self.root: dict | None = None
+        self.root: dict[Any, Any] | None = None
 
     def _flush_text(self) -> None:
         if self.text and self.stack:
@@ -395,7 +396,7 @@ class _Builder:
         self._flush_text()
         ns, name = tag.split(_SEP, 1) if _SEP in tag else ("", tag)
         parent_ns = self.stack[-1][1] if self.stack else ""
-        attr: dict = {}
+        attr: dict[str, str] = {}
         if (ns != "") if self.all_xmlns else (ns != parent_ns):
             attr["xmlns"] = ns
         for i in range(0, len(attrs), 2):
@@ -424,13 +425,13 @@ class _Builder:
             self.text.append(text)
 
 
-def _refuse(what: str):
+def _refuse(what: str) -> Callable[..., None]:
     def handler(*args: Any) -> None:
         raise StanzaError([], f"{what} is not allowed in a stanza")
     return handler
 
 
-def from_xml(text: str | bytes, *, xmlns: str = "minimal") -> dict:
+def from_xml(text: str | bytes, *, xmlns: str = "minimal") -> dict[Any, Any]:
     """The stanza table of one XML element, as Prosody's parser builds it.
 
     ``xmlns="all"`` gives every element in a namespace an ``xmlns`` attribute,

@@ -9,14 +9,16 @@ HTTP/1.1 exchange over :mod:`http.client`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "demo"
@@ -122,3 +124,25 @@ def request(port: int, method: str, path: str, body: bytes | str | None = None,
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def demo_on_tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's ``size=``) mounted under ``tmp_path``,
+    holding a copy of the demo data in ``data/``; yields the mount point.
+    Skips (fails in CI) where mounting is not permitted."""
+    from tests.conftest import skip_or_fail
+
+    if os.geteuid() != 0:
+        skip_or_fail("mounting a tmpfs needs root")
+    point = Path(tmp_path) / "mnt"
+    point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        skip_or_fail(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    try:
+        shutil.copytree(DEMO, point / "data")
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)

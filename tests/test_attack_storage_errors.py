@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.live_server import DEMO, LiveServer, demo_auth
+from tests.live_server import LiveServer, demo_auth, demo_on_tmpfs
 
 JSON = {"Content-Type": "application/json"}
 WRITES = [("PUT", "/data/settings", b'{"theme":"dark"}'),
@@ -106,19 +106,8 @@ def test_head_of_a_list_sends_no_body_and_keeps_the_connection_usable(server):
 @pytest.fixture
 def mount(tmp_path):
     """A fresh tmpfs of 2 MiB holding a copy of the demo data; yields its directory."""
-    if os.geteuid() != 0:
-        skip_or_fail("mounting a tmpfs needs root")
-    point = tmp_path / "mnt"
-    point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        skip_or_fail(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
-        shutil.copytree(DEMO, point / "data")
+    with demo_on_tmpfs(tmp_path, "2m") as point:
         yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
 def test_read_only_filesystem_is_503(mount):

@@ -23,6 +23,7 @@ import pytest
 from prosody_store.datamanager import DataManager
 from prosody_store import errors
 from tests.conftest import skip_or_fail
+from tests.live_server import demo_on_tmpfs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "demo"
@@ -283,6 +284,36 @@ def readonly(tmp_path):
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
+def test_library_write_paths_raise_storage_errors(readonly):
+    """Every store method that fails on the file system raises StorageError:
+    a prosody_store.Error and an OSError with its errno, naming the path as text."""
+    import errno
+
+    import prosody_store
+    from prosody_store.datamanager import DataManager
+
+    dm = DataManager(readonly)
+    calls = [
+        lambda: dm.store("alice", "localhost", "roster", {"a": 1}),
+        lambda: dm.store("alice", "localhost", "fresh", {"a": 1}),
+        lambda: dm.list_append("alice", "localhost", "archive", {"a": 1}),
+        lambda: dm.list_store("alice", "localhost", "archive", [1]),
+        lambda: dm.list_shift("alice", "localhost", "archive", 2),
+        lambda: dm.list_reindex("alice", "localhost", "archive"),
+        lambda: dm.update("alice", "localhost", "roster", lambda v: v),
+        lambda: dm.purge("alice", "localhost"),
+    ]
+    before = snapshot(readonly)
+    for call in calls:
+        with pytest.raises(prosody_store.Error) as info:
+            call()
+        err = info.value
+        assert isinstance(err, OSError) and err.errno == errno.EROFS, err
+        assert isinstance(err.filename, str) and err.filename.startswith(str(readonly)), err
+        assert "\n" not in str(err) and "b'" not in str(err)
+    assert snapshot(readonly) == before
+
+
 @pytest.mark.parametrize("args,stdin", [
     (["put", "alice@localhost", "roster"], b'{"a":1}'),
     (["put", "alice@localhost", "fresh"], b'{"a":1}'),
@@ -310,19 +341,8 @@ def test_reads_work_on_a_read_only_file_system(readonly):
 @pytest.fixture
 def full(tmp_path):
     """A 64 KiB tmpfs holding a copy of the demo data."""
-    if os.geteuid() != 0:
-        skip_or_fail("mounting a tmpfs needs root")
-    point = tmp_path / "mnt"
-    point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        skip_or_fail(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    try:
-        shutil.copytree(DEMO, point / "data")
+    with demo_on_tmpfs(tmp_path, "64k") as point:
         yield point / "data"
-    finally:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
 def fill(directory: Path) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from prosody_store.accounts import DEFAULT_ITERATIONS
 from prosody_store.datamanager import DataManager
@@ -31,15 +31,15 @@ from wsgi_app.app import DEFAULT_MAX_BODY, DataAccessApp
 from wsgi_app.auth import Authenticator
 from wsgi_app.limits import DEFAULT_MAX_VALUES
 from wsgi_app.logs import log_access
-from wsgi_app.observe import Observe
+from wsgi_app.observe import Listener, Observe
 from wsgi_app.proxy import TrustedProxies
 from wsgi_app.rights import Rights
 
 __all__ = ["DataAccessApp", "create_app"]
 
 
-def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
-               host_admins: dict[str, Iterable[str]] | None = None,
+def create_app(data_path: str | os.PathLike[str], *, admins: Iterable[str] = (),
+               host_admins: Mapping[str, Iterable[str]] | None = None,
                hosts: Iterable[str] | None = None, max_body: int = DEFAULT_MAX_BODY,
                cache_size: int = 1024, iterations: int = DEFAULT_ITERATIONS,
                max_iterations: int | None = None,
@@ -72,7 +72,7 @@ def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
     rights = Rights(dm, admins=admins, host_admins=host_admins)
     app = DataAccessApp(dm, auth, rights, max_body=max_body,
                         max_values=max_values or DEFAULT_MAX_VALUES)
-    observers = []
+    observers: list[Listener] = []
     if metrics:
         from wsgi_app.metrics import Metrics
 
@@ -85,7 +85,7 @@ def create_app(data_path: str | os.PathLike, *, admins: Iterable[str] = (),
     return app
 
 
-def check_data_path(data_path: str | os.PathLike) -> None:
+def check_data_path(data_path: str | os.PathLike[str]) -> None:
     """ValueError, with the path and the reason, unless ``data_path`` is a
     directory this process can list."""
     path = os.fspath(data_path)
@@ -139,7 +139,7 @@ def app_from_environment() -> DataAccessApp:
                       metrics=_flag("PROSODY_METRICS", env.get("PROSODY_METRICS")))
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> DataAccessApp:
     # ``application``: the app configured from the environment, built when a WSGI
     # server looks it up (at its start), not on a first request that would fail.
     if name == "application":

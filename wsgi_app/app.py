@@ -18,7 +18,7 @@ import errno
 import functools
 import logging
 import os
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, cast
 from urllib.parse import quote
 
 from werkzeug.datastructures import Authorization, WWWAuthenticate
@@ -54,6 +54,9 @@ from wsgi_app.cache import BodyCache
 from wsgi_app.observe import USER_KEY
 from wsgi_app.rights import Access, Rights, public_view
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 log = logging.getLogger("wsgi_app")
 auth_log = logging.getLogger("wsgi_app.auth")
 
@@ -76,6 +79,10 @@ class SegmentsConverter(BaseConverter):
 class DataAccessApp:
     """The WSGI application.  See :func:`wsgi_app.create_app` for the options."""
 
+    wsgi_app: WSGIApplication
+    """What :meth:`__call__` calls: :meth:`handle`, wrapped in middleware by
+    :func:`wsgi_app.create_app` (``app.wsgi_app = Middleware(app.wsgi_app)``)."""
+
     def __init__(self, dm: DataManager, auth: Authenticator, rights: Rights, *,
                  max_body: int = DEFAULT_MAX_BODY, max_values: int = limits.DEFAULT_MAX_VALUES,
                  max_depth: int = serialization.DEFAULT_MAX_DEPTH) -> None:
@@ -92,15 +99,18 @@ class DataAccessApp:
             Rule("/health", endpoint="health", methods=READ_METHODS),
         ], converters={"segments": SegmentsConverter}, strict_slashes=False,
             merge_slashes=False, redirect_defaults=False)
+        self.wsgi_app = self.handle
 
     # -- WSGI ----------------------------------------------------------------------
 
-    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
         # Middleware (the access log, metrics, trusted proxies: wsgi_app.create_app)
         # wraps wsgi_app, so that the application object stays this one.
         return self.wsgi_app(environ, start_response)
 
-    def wsgi_app(self, environ: dict, start_response) -> Iterable[bytes]:
+    def handle(self, environ: WSGIEnvironment,
+               start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
         try:
             response = self.dispatch(request)
@@ -193,9 +203,11 @@ class DataAccessApp:
             segments[0:0] = [user.host, user.node]
         if len(segments) > 4:
             raise NotFound("too many path segments")
-        host, node, store, fmt = (segments + [None] * 4)[:4]
-        if not store or not set(store) <= STORE_NAME_CHARS:
+        # Segments are not empty: the store is missing exactly when there are fewer than 3.
+        if len(segments) < 3 or not set(segments[2]) <= STORE_NAME_CHARS:
             raise NotFound("store names are letters and underscores")
+        host, node, store = segments[:3]
+        fmt = segments[3] if len(segments) > 3 else None
         if not own:  # the user's own host and node are prepared already
             try:
                 host = _prep_host(host)
@@ -260,7 +272,7 @@ class DataAccessApp:
         best = request.accept_mimetypes.best_match(MEDIA_TYPES)
         if best is None:
             raise NotAcceptable(f"only {' and '.join(MEDIA_TYPES)} are available")
-        return by_media_type(best)
+        return cast(Format, by_media_type(best))  # best is one of MEDIA_TYPES: never None
 
     @staticmethod
     def respond(fmt: Format, body: bytes | Iterator[bytes]) -> Response:

@@ -70,7 +70,7 @@ class Authenticator:
         self.iterations = iterations
         self.max_iterations = iterations if max_iterations is None else max_iterations
         self.cache = CredentialCache(maxsize=cache_size)
-        self._account = functools.lru_cache(maxsize=cache_size)(self._account)
+        self._account = functools.lru_cache(maxsize=cache_size)(self._lookup_account)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
 
@@ -146,12 +146,12 @@ class Authenticator:
         self._count("verified")
         return User(node, host)
 
-    def _account(self, username: str) -> tuple[str, str, str]:
+    def _lookup_account(self, username: str) -> tuple[str, str, str]:
         """(node, host, account file) for a user name; JIDError, StoreError or
         AuthError if unusable.
 
-        Memoized (bounded LRU; no secrets in it): stringprep is the costly part
-        of a request that the credential cache answers.
+        Memoized as ``self._account`` (bounded LRU; no secrets in it): stringprep
+        is the costly part of a request that the credential cache answers.
         """
         node, host, resource = prepped_split(username)
         if not node or resource is not None:

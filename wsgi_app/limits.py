@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from typing import Any, cast
 
 # 250,000 values.  A Prosody roster entry is five to eight values (its table,
 # the subscription, name and ask strings, a groups table and one ``true`` per
@@ -137,7 +137,8 @@ def count_values(body: bytes, fmt: str, stop_above: int | None = None) -> int:
     total = 1
     pos, end = 0, len(body)
     while pos < end:
-        stop = piece_re.match(body, pos).end()
+        # Never None: a piece pattern matches at least one byte wherever it starts.
+        stop = cast("re.Match[bytes]", piece_re.match(body, pos)).end()
         total += _piece_count(body[pos:stop], fmt)
         pos = stop
         if stop_above is not None and total > stop_above:
@@ -168,12 +169,12 @@ def find_non_finite(value: Any) -> float | None:
         if cls is dict:
             for k in v:
                 if k.__class__ is float and not isfinite(k):
-                    return k
+                    return float(k)  # k itself (its class is float), typed for any mypy
             push(v.values())
         elif cls is list:
             push(v)
         elif cls is float and not isfinite(v):
-            return v
+            return cast(float, v)  # cls is v.__class__
     return None
 
 

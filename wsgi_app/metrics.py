@@ -21,10 +21,14 @@ socket); others get 403.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from wsgi_app.observe import Exchange
 from wsgi_app.proxy import is_loopback
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from prometheus_client.core import CounterMetricFamily
 
 PATH = "/metrics"
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
@@ -62,11 +66,12 @@ class Metrics:
         self.requests.labels(method, str(exchange.status)).inc()
         self.duration.observe(exchange.duration)
 
-    def wrap(self, app):
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
         """``app`` with ``GET /metrics`` answered here."""
         from prometheus_client.exposition import choose_encoder
 
-        def metrics_app(environ: dict, start_response) -> Iterable[bytes]:
+        def metrics_app(environ: WSGIEnvironment,
+                        start_response: StartResponse) -> Iterable[bytes]:
             if environ.get("PATH_INFO") != PATH:
                 return app(environ, start_response)
             if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
@@ -86,7 +91,7 @@ class Metrics:
         return metrics_app
 
 
-def plain(start_response, status: str, reason: str,
+def plain(start_response: StartResponse, status: str, reason: str,
           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
     body = (reason + "\n").encode()
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
@@ -100,7 +105,7 @@ class LoginCollector:
     def __init__(self, login_counts: Callable[[], dict[str, int]]) -> None:
         self.login_counts = login_counts
 
-    def collect(self):
+    def collect(self) -> Iterator[CounterMetricFamily]:
         from prometheus_client.core import CounterMetricFamily
 
         counts = self.login_counts()

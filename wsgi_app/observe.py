@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 USER_KEY = "wsgi_app.user"
 """The environ key where the application puts the JID of an authenticated request."""
@@ -37,15 +41,18 @@ Listener = Callable[[Exchange], None]
 class Observe:
     """WSGI middleware calling ``listeners`` with the :class:`Exchange` of every request."""
 
-    def __init__(self, app, listeners: Iterable[Listener]) -> None:
+    def __init__(self, app: WSGIApplication, listeners: Iterable[Listener]) -> None:
         self.app = app
         self.listeners = tuple(listeners)
 
-    def __call__(self, environ: dict, start_response):
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         status = [0]
 
-        def observed_start_response(status_line: str, headers, exc_info=None):
+        def observed_start_response(status_line: str, headers: list[tuple[str, str]],
+                                    exc_info: OptExcInfo | None = None
+                                    ) -> Callable[[bytes], object]:
             status[0] = int(status_line[:3])
             return start_response(status_line, headers, exc_info)
 
@@ -56,7 +63,7 @@ class Observe:
             raise
         return ObservedBody(self, environ, body, status, started)
 
-    def report(self, environ: dict, status: int, size: int, started: float,
+    def report(self, environ: WSGIEnvironment, status: int, size: int, started: float,
                failed: bool) -> None:
         exchange = Exchange(
             client=environ.get("REMOTE_ADDR") or "-",
@@ -73,7 +80,7 @@ class Observe:
 class ObservedBody:
     """A response body that counts its bytes and reports when it is closed."""
 
-    def __init__(self, observer: Observe, environ: dict, body: Iterable[bytes],
+    def __init__(self, observer: Observe, environ: WSGIEnvironment, body: Iterable[bytes],
                  status: list[int], started: float) -> None:
         self.observer = observer
         self.environ = environ

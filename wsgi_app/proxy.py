@@ -16,9 +16,12 @@ that proxy added): ``X-Forwarded-For`` becomes the client address,
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -77,7 +80,7 @@ class TrustedProxies:
     ``clear_untrusted_proxy_headers`` does, which ``prosody-store serve`` turns
     off so that this decides)."""
 
-    def __init__(self, app, trusted: Iterable[str]) -> None:
+    def __init__(self, app: WSGIApplication, trusted: Iterable[str]) -> None:
         self.app = app
         self.networks, self.unix = trusted_networks(trusted)
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
@@ -88,7 +91,8 @@ class TrustedProxies:
         address = peer_address(remote_addr)
         return address is not None and any(address in net for net in self.networks)
 
-    def __call__(self, environ: dict, start_response):
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
         if self.trusts(environ.get("REMOTE_ADDR") or ""):
             return self.fixed(environ, start_response)
         for key in FORWARDED_HEADERS:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from prosody_store.datamanager import DataManager, StoreError
 from prosody_store.jid import prepped_split
@@ -83,7 +83,7 @@ class Rights:
     """
 
     def __init__(self, dm: DataManager, *, admins: Iterable[str] = (),
-                 host_admins: dict[str, Iterable[str]] | None = None) -> None:
+                 host_admins: Mapping[str, Iterable[str]] | None = None) -> None:
         self.dm = dm
         self.admins = frozenset(_prep_admin(j) for j in admins)
         self.host_admins = {prep_host(h): frozenset(_prep_admin(j) for j in js)

@@ -40,19 +40,24 @@ import select
 import socket
 import stat
 import time
+from typing import TYPE_CHECKING, Any, cast
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
-from waitress.server import MultiSocketServer, TcpWSGIServer
+from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 from waitress.utilities import RequestEntityTooLarge
 
-try:
-    import resource
-except ImportError:  # not on Windows
-    resource = None
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+    # For the type checker, the mixin is a waitress server; at run time it is a
+    # plain class, placed before the server class in its subclasses' bases.
+    _ServerBase = BaseWSGIServer
+else:
+    _ServerBase = object
 
 DEFAULT_CONNECTION_LIMIT = 1000
 DEFAULT_IDLE_TIMEOUT = 30
@@ -111,22 +116,30 @@ class DeadlineChannel(HTTPChannel):
         super().service()
 
 
-class DeadlineMixin:
+class DeadlineMixin(_ServerBase):
     """For a waitress server: :class:`DeadlineChannel` connections and a
     :meth:`maintenance` that enforces ``request_timeout`` and closes connections
     whose client has stopped taking the response."""
 
     channel_class = DeadlineChannel
+    # Set by waitress's server from getsockname() (missing from its type stubs):
+    # for TCP the numeric address and port, for a Unix socket "unix" and the path.
+    effective_host: str
+    effective_port: str
 
-    def __init__(self, *args, request_timeout: float = DEFAULT_REQUEST_TIMEOUT, **kw) -> None:
+    def __init__(self, *args: Any, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+                 **kw: Any) -> None:
         self.request_timeout = request_timeout
         super().__init__(*args, **kw)
 
     def maintenance(self, now: float) -> None:
-        super().maintenance(now)  # marks connections idle for channel_timeout to close
+        # now is time.time(), a float (waitress's type stubs say int).
+        super().maintenance(cast(int, now))  # marks connections idle for channel_timeout to close
         request_cutoff = time.monotonic() - self.request_timeout
         stall_cutoff = now - self.adj.channel_timeout
-        for channel in list(self.active_channels.values()):
+        # File descriptor -> connection, of channel_class (the type stubs say one channel).
+        channels = cast("dict[int, DeadlineChannel]", self.active_channels)
+        for channel in list(channels.values()):
             if channel.total_outbufs_len and channel.last_activity < stall_cutoff:
                 # Output waits and the client has taken none of it for channel_timeout.
                 # Marking it will_close, as waitress does for idle connections, does
@@ -137,7 +150,8 @@ class DeadlineMixin:
                 # this runs while the loop collects descriptors to poll, and a closed
                 # descriptor could be reused by an accept() in the same round.)
                 with contextlib.suppress(OSError):
-                    channel.socket.shutdown(socket.SHUT_RDWR)
+                    # An open connection has its socket (the stubs allow None).
+                    cast(socket.socket, channel.socket).shutdown(socket.SHUT_RDWR)
             elif (not channel.requests and channel.request_started is not None
                   and channel.request_started < request_cutoff):
                 channel.will_close = True
@@ -157,7 +171,7 @@ if hasattr(socket, "AF_UNIX"):
         changes them)."""
 
         def bind_server_socket(self) -> None:
-            path = self.adj.unix_socket
+            path = cast(str, self.adj.unix_socket)  # set: this is the Unix socket server
             refuse_live_socket(path)
             # Single-threaded here: the worker threads start once every socket is bound.
             old = os.umask(0o777 & ~self.adj.unix_socket_perms)
@@ -166,7 +180,9 @@ if hasattr(socket, "AF_UNIX"):
             finally:
                 os.umask(old)
 else:  # pragma: no cover
-    DeadlineUnixServer = None
+    # The type stubs have UnixWSGIServer by sys.platform, waitress by this hasattr();
+    # the type checker cannot tell that this branch is for systems without it.
+    DeadlineUnixServer = None  # type: ignore[assignment, misc]
 
 
 def refuse_live_socket(path: str) -> None:
@@ -193,7 +209,9 @@ def fit_connection_limit(limit: int, threads: int) -> tuple[int, str | None]:
     for ``limit``, a warning that says so (the limit returned then fits).
     Without it, accept() would fail with EMFILE in a loop once files ran out.
     """
-    if resource is None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
         return limit, None
     need = limit * FILES_PER_CONNECTION + FILES_RESERVED + threads * FILES_PER_THREAD
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -211,14 +229,15 @@ def fit_connection_limit(limit: int, threads: int) -> tuple[int, str | None]:
                     f"are allowed (ulimit -n); using a connection limit of {fitted}")
 
 
-def create_server(app, *, host: str | None = None, port: int | None = None,
+def create_server(app: WSGIApplication, *, host: str | None = None, port: int | None = None,
                   unix_socket: str | None = None,
                   unix_socket_perms: int = DEFAULT_SOCKET_PERMS,
                   threads: int = DEFAULT_THREADS,
                   connection_limit: int = DEFAULT_CONNECTION_LIMIT,
                   idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                   request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                  max_body: int = 10 * 1024 * 1024, **adjustments):
+                  max_body: int = 10 * 1024 * 1024,
+                  **adjustments: Any) -> BaseWSGIServer | MultiSocketServer:
     """The server for ``app`` on ``host:port`` (every address ``host`` resolves
     to), or on the Unix socket ``unix_socket``, listening when this returns;
     ``.run()`` serves until interrupted.
@@ -227,6 +246,7 @@ def create_server(app, *, host: str | None = None, port: int | None = None,
     for one that cannot be bound (in use, not ours, no permission); nothing is
     left listening or running then.  ``adjustments`` go to waitress as they are.
     """
+    where: dict[str, object]
     if unix_socket is not None:
         if DeadlineUnixServer is None:
             raise ValueError("this system has no Unix sockets")
@@ -244,8 +264,8 @@ def create_server(app, *, host: str | None = None, port: int | None = None,
         clear_untrusted_proxy_headers=False,
         asyncore_use_poll=hasattr(select, "poll"), **adjustments)
     dispatcher = ThreadedTaskDispatcher()  # threads start once every socket is bound
-    socket_map: dict = {}
-    servers = []
+    socket_map: dict[int, Any] = {}  # fd -> wasyncore.dispatcher (the stubs say socket)
+    servers: list[DeadlineMixin] = []
     try:
         if unix_socket is not None:
             servers.append(DeadlineUnixServer(
@@ -263,4 +283,6 @@ def create_server(app, *, host: str | None = None, port: int | None = None,
     if len(servers) == 1:
         return servers[0]
     listening = [(s.effective_host, s.effective_port) for s in servers]
-    return MultiSocketServer(socket_map, adj, listening, dispatcher, servers[-1].log_info)
+    # The type stubs say the ports are int; waitress's are getnameinfo()'s str.
+    return MultiSocketServer(socket_map, adj, cast("list[tuple[str, int]]", listening),
+                             dispatcher, servers[-1].log_info)

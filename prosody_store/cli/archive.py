@@ -86,7 +86,8 @@ def finite_time(text: str) -> float:
     return value
 
 
-def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                 common: argparse.ArgumentParser) -> None:
     """Add ``archive`` and its action ``expire``."""
     archive = commands.add_parser(
         "archive", help="message archive maintenance (expire)", parents=[common],

@@ -5,7 +5,7 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, cast
 
 from prosody_store.cli.common import (
     CommandError,
@@ -28,6 +28,7 @@ from prosody_store.export import (
     plan_export,
     store_file_path,
 )
+from prosody_store.paths import Name
 
 
 # ---------------------------------------------------------------------------
@@ -62,8 +63,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not skip:
             raise CommandError(f"cannot export {problem.path}: {problem.reason} "
                                "(--skip-damaged exports the rest)")
-        report_skipped(problem.path, problem.reason)
-    def key(f: StoreFile) -> tuple:
+        report_skipped(cast(str, problem.path), problem.reason)  # plan_export names the file
+    def key(f: StoreFile) -> tuple[Name | None, Name, Name | None, str]:
         return f.host, f.store, f.user, f.type
 
     sizes = {key(f): size for f, size in zip(plan.files, file_sizes(dm, plan.files))}
@@ -139,7 +140,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 # The parser
 
 
-def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                 common: argparse.ArgumentParser) -> None:
     """Add export and import."""
     p = add_command(
         commands, "export", common, "write the data as JSON Lines (backup, migration)",

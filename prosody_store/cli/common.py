@@ -8,9 +8,9 @@ import json
 import os
 import stat
 import sys
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable, NoReturn, Sequence
 
-from prosody_store.config import DEFAULT_DATA_PATH, ConfigError, read_config
+from prosody_store.config import DEFAULT_DATA_PATH, Config, ConfigError, read_config
 from prosody_store.datamanager import CorruptFileError, DataManager
 from prosody_store.errors import Error, StorageError
 from prosody_store.export import RecordError
@@ -97,7 +97,7 @@ def location_options(parser: argparse.ArgumentParser, default: Any) -> None:
                              "(read as data, never run)")
 
 
-def read_prosody_config(path: str):
+def read_prosody_config(path: str) -> Config:
     """The parsed prosody.cfg.lua; a CommandError if it cannot be read."""
     try:
         return read_config(path)
@@ -161,7 +161,7 @@ def host_exists(dm: DataManager, host: Name | None) -> bool:
     return True
 
 
-def quoted(names: list[Name | None]) -> str:
+def quoted(names: Sequence[Name | None]) -> str:
     """Names for a message: ``'a'``, ``'a', 'b'``."""
     return ", ".join(repr(show_name(n)) for n in names)
 
@@ -272,7 +272,7 @@ def describe(err: BaseException) -> str:
 # The parser
 
 
-def add_command(commands: argparse._SubParsersAction, name: str,
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
                 common: argparse.ArgumentParser, help: str, description: str, examples: str,
                 handler: Handler) -> argparse.ArgumentParser:
     """A subcommand with the location options, a description and examples."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 from prosody_store import json as prosody_json
 from prosody_store import serialization
@@ -149,7 +149,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 # Listings
 
 
-def print_names(args: argparse.Namespace, names: list[Name | None]) -> int:
+def print_names(args: argparse.Namespace, names: Sequence[Name | None]) -> int:
     """One name a line (``_global`` for None), or with ``--json`` a JSON array."""
     if args.json:
         print_json([to_json(n) for n in names])
@@ -188,7 +188,9 @@ def cmd_stores(args: argparse.Namespace) -> int:
             s for s in dm.stores(True, host) if any(True for _ in dm.users(host, s, args.type))}
     else:
         names = {s for t in types for s in dm.stores(user, host, t)}
-    return print_names(args, sorted(names, key=name_bytes))
+    # Not inline: as the argument, mypy would sort list[Name | None] (print_names' type).
+    ordered = sorted(names, key=name_bytes)
+    return print_names(args, ordered)
 
 
 # ---------------------------------------------------------------------------
@@ -197,7 +199,8 @@ def cmd_stores(args: argparse.Namespace) -> int:
 
 CREATE_HOST_HELP = "create the host's directory if the data directory does not have it"
 
-TYPE_OPTION = dict(choices=["keyval", "list"], help="only keyval (.dat) or only list (.list) data")
+TYPE_OPTION: dict[str, Any] = dict(choices=["keyval", "list"],
+                                   help="only keyval (.dat) or only list (.list) data")
 """``--type``, of every command that can do only one kind of data."""
 
 
@@ -208,7 +211,8 @@ def format_option() -> dict[str, Any]:
                      "serialization)")
 
 
-def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                 common: argparse.ArgumentParser) -> None:
     """Add get, put, append, delete, hosts, users and stores."""
     p = add_command(
         commands, "get", common, "print a store of a user (or of a host)",

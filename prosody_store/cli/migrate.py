@@ -102,7 +102,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+               common: argparse.ArgumentParser) -> None:
     """Add the ``migrate`` command."""
     p = commands.add_parser(
         "migrate", help="copy the data directory into Prosody's SQL storage, or back",

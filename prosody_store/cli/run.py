@@ -53,7 +53,10 @@ the data directory does not have only with --create-host.
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``prosody-store`` and all its commands."""
-    parser = Parser(
+    # Typed as ArgumentParser, so that its commands (Parsers, made with type(parser))
+    # take the plain ArgumentParser ``common`` as a parent: typeshed gives the
+    # parents and the command parsers one type.
+    parser: argparse.ArgumentParser = Parser(
         prog="prosody-store",
         description="Read and write a Prosody data directory (/var/lib/prosody) without Prosody.",
         epilog=EPILOG, formatter_class=RAW)

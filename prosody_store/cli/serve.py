@@ -120,7 +120,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+               common: argparse.ArgumentParser) -> None:
     """Add ``serve`` and its options."""
     serve = commands.add_parser(
         "serve", help="run the HTTP data access service (mod_data_access API)",

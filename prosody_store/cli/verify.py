@@ -250,7 +250,7 @@ def report_line(entry: dict[str, Any]) -> str:
 def name_warnings(dm: DataManager, files: list[StoreFile]) -> list[dict[str, Any]]:
     """A warning for each host directory and each file of a name Prosody never makes."""
     out = []
-    hosts_seen: set = set()
+    hosts_seen: set[Name] = set()
     for f in files:
         if f.host is not None and f.host not in hosts_seen:
             hosts_seen.add(f.host)
@@ -284,9 +284,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             unexportable.append({"file": check.unexportable.path,
                                  "error": check.unexportable.reason})
         if f.type == "list" and check.error is None:
-            entry = check_index(dm, f, args.repair)
-            if entry:
-                indexes.append(entry)
+            index_entry = check_index(dm, f, args.repair)
+            if index_entry:
+                indexes.append(index_entry)
         bar.update(step=size)
     bar.close()
     temps = [entry for entry in (check_temp_file(path, args.repair)
@@ -363,7 +363,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 # The parser
 
 
-def add_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                 common: argparse.ArgumentParser) -> None:
     """Add verify and reindex."""
     p = add_command(
         commands, "verify", common, "read every file, report unreadable ones",

@@ -71,22 +71,25 @@ migrations).  Its public names are all importable from here.
 from __future__ import annotations
 
 # Every name below is public (importable from here) as it was before the
-# split; __all__ lists the same names as then.
-from prosody_store.sql.dates import format_datetime, parse_datetime  # noqa: F401
-from prosody_store.sql.db import SQLError, connect, is_driver_error  # noqa: F401
+# split; __all__ lists the same names as then.  ``name as name`` marks the
+# others as re-exported for type checkers.
+from prosody_store.sql.dates import format_datetime as format_datetime  # noqa: F401
+from prosody_store.sql.dates import parse_datetime as parse_datetime  # noqa: F401
+from prosody_store.sql.db import SQLError, connect  # noqa: F401
+from prosody_store.sql.db import is_driver_error as is_driver_error  # noqa: F401
 from prosody_store.sql.migrate import (  # noqa: F401
-    DEFAULT_BATCH_ROWS,
-    Progress,
+    DEFAULT_BATCH_ROWS as DEFAULT_BATCH_ROWS,
+    Progress as Progress,
     Report,
     migrate_from_sql,
     migrate_to_sql,
-    scan,
+    scan as scan,
 )
 from prosody_store.sql.values import (  # noqa: F401
     MigrationError,
-    decode_archive_row,
+    decode_archive_row as decode_archive_row,
     decode_keyval,
-    decode_value,
+    decode_value as decode_value,
     encode_archive_item,
     encode_keyval,
     encode_value,

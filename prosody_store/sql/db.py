@@ -16,6 +16,7 @@ from typing import Any, Iterator
 from urllib.parse import unquote, urlsplit
 
 from prosody_store.errors import Error
+from prosody_store.paths import Name
 from prosody_store.sql.values import MigrationError
 
 __all__ = [
@@ -75,7 +76,7 @@ def _ddl(driver: str) -> list[str]:
     ]
 
 
-def _where(column: str, values: list | None, args: list, ph: str) -> str:
+def _where(column: str, values: list[Name] | None, args: list[Any], ph: str) -> str:
     if not values:
         return ""
     args.extend(values)
@@ -117,7 +118,7 @@ class Database:
     def close(self) -> None:
         self.conn.close()
 
-    def execute(self, sql: str, args: tuple | list = ()) -> None:
+    def execute(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> None:
         self.conn.cursor().execute(sql, args)
 
     def savepoint(self) -> None:
@@ -141,10 +142,10 @@ class Database:
         self.execute(f'DELETE FROM "prosodyarchive" WHERE "host"={p} AND "user"={p} '
                      f'AND "store"={p} AND "key"={p}', (host, user, store, key))
 
-    def insert_keyval(self, rows: list) -> None:
+    def insert_keyval(self, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
-    def insert_archive(self, rows: list) -> None:
+    def insert_archive(self, rows: list[tuple[Any, ...]]) -> None:
         raise NotImplementedError
 
     def text(self, value: Any) -> Any:
@@ -161,15 +162,16 @@ class Database:
         return {row[0] for row in self.select(
             "SELECT name FROM sqlite_master WHERE type='table'", [])}
 
-    def count(self, table: str, hosts: list | None, stores: list | None) -> int:
-        args: list = []
+    def count(self, table: str, hosts: list[Name] | None, stores: list[Name] | None) -> int:
+        args: list[Any] = []
         sql = (f'SELECT COUNT(*) FROM "{table}" WHERE 1=1' + _where("host", hosts, args, self.ph)
                + _where("store", stores, args, self.ph))
         cur = self.conn.cursor()
         cur.execute(sql, args)
-        return cur.fetchone()[0]
+        n: int = cur.fetchone()[0]
+        return n
 
-    def select(self, sql: str, args: list) -> Iterator[tuple]:
+    def select(self, sql: str, args: list[Any]) -> Iterator[tuple[Any, ...]]:
         cur = self.conn.cursor()
         cur.execute(sql, args)
         while True:
@@ -178,15 +180,17 @@ class Database:
                 return
             yield from rows
 
-    def keyval_rows(self, hosts: list | None, stores: list | None) -> Iterator[tuple]:
-        args: list = []
+    def keyval_rows(self, hosts: list[Name] | None,
+                    stores: list[Name] | None) -> Iterator[tuple[Any, ...]]:
+        args: list[Any] = []
         sql = ('SELECT "host", "user", "store", "key", "type", "value" FROM "prosody" WHERE 1=1'
                + _where("host", hosts, args, self.ph) + _where("store", stores, args, self.ph)
                + ' ORDER BY "host", "user", "store", "key"')
         return self.select(sql, args)
 
-    def archive_rows(self, hosts: list | None, stores: list | None) -> Iterator[tuple]:
-        args: list = []
+    def archive_rows(self, hosts: list[Name] | None,
+                     stores: list[Name] | None) -> Iterator[tuple[Any, ...]]:
+        args: list[Any] = []
         sql = ('SELECT "host", "user", "store", "key", "when", "with", "type", "value" '
                'FROM "prosodyarchive" WHERE 1=1'
                + _where("host", hosts, args, self.ph) + _where("store", stores, args, self.ph)
@@ -208,7 +212,7 @@ class SQLiteDatabase(Database):
             self.conn.execute("BEGIN")
             self._in_tx = True
 
-    def execute(self, sql: str, args: tuple | list = ()) -> None:
+    def execute(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> None:
         self._begin()
         self.conn.execute(sql, args)
 
@@ -228,12 +232,12 @@ class SQLiteDatabase(Database):
             self.conn.execute("ROLLBACK")
             self._in_tx = False
 
-    def insert_keyval(self, rows: list) -> None:
+    def insert_keyval(self, rows: list[tuple[Any, ...]]) -> None:
         self._begin()
         self.conn.executemany(f'INSERT INTO "prosody" ({_KEYVAL_COLUMNS}) VALUES (?,?,?,?,?,?)',
                               rows)
 
-    def insert_archive(self, rows: list) -> None:
+    def insert_archive(self, rows: list[tuple[Any, ...]]) -> None:
         self._begin()
         self.conn.executemany(f'INSERT INTO "prosodyarchive" ({_ARCHIVE_COLUMNS}) '
                               'VALUES (?,?,?,?,?,?,?,?)', rows)
@@ -249,7 +253,8 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         try:
-            import psycopg
+            # Optional (the "postgresql" extra): where it is not installed, mypy cannot find it.
+            import psycopg  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             raise SQLError("PostgreSQL needs psycopg 3: pip install 'prosody-store[postgresql]'"
                            ) from None
@@ -259,13 +264,13 @@ class PostgresDatabase(Database):
             raise SQLError(f"cannot connect to PostgreSQL: {str(err).strip()}") from None
         super().__init__(conn)
 
-    def insert_keyval(self, rows: list) -> None:
+    def insert_keyval(self, rows: list[tuple[Any, ...]]) -> None:
         cur = self.conn.cursor()
         with cur.copy(f'COPY "prosody" ({_KEYVAL_COLUMNS}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row(row)
 
-    def insert_archive(self, rows: list) -> None:
+    def insert_archive(self, rows: list[tuple[Any, ...]]) -> None:
         cur = self.conn.cursor()
         with cur.copy(f'COPY "prosodyarchive" ({_ARCHIVE_COLUMNS}) FROM STDIN') as copy:
             for row in rows:
@@ -288,7 +293,7 @@ class PostgresDatabase(Database):
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = current_schema()", [])}
 
-    def select(self, sql: str, args: list) -> Iterator[tuple]:
+    def select(self, sql: str, args: list[Any]) -> Iterator[tuple[Any, ...]]:
         with self.conn.cursor(name="prosody_store_read") as cur:
             cur.itersize = 2000
             cur.execute(sql, args)
@@ -338,10 +343,10 @@ class DryRun:
     def delete_archive_key(self, host: Any, user: Any, store: Any, key: Any) -> None:
         self.deletes += 1
 
-    def insert_keyval(self, rows: list) -> None:
+    def insert_keyval(self, rows: list[tuple[Any, ...]]) -> None:
         self.keyval_rows += len(rows)
 
-    def insert_archive(self, rows: list) -> None:
+    def insert_archive(self, rows: list[tuple[Any, ...]]) -> None:
         self.archive_rows += len(rows)
 
     def text(self, value: Any) -> Any:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 from prosody_store.datamanager import DataManager
-from prosody_store.paths import GLOBAL_HOST, StoreError
+from prosody_store.paths import GLOBAL_HOST, Name, StoreError
 from prosody_store.serialization import LuaSyntaxError
 from prosody_store.sql.db import TABLES, Database, DryRun, connect
 from prosody_store.sql.values import (
@@ -54,11 +54,11 @@ class Report:
     files: int = 0
     keyval_rows: int = 0
     archive_rows: int = 0
-    stores: dict = field(default_factory=dict)
+    stores: dict[tuple[Any, Any, str], int] = field(default_factory=dict)
     """(host, store, "keyval" | "archive") -> number of users."""
-    errors: list = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
     """(where, message) for every file or store that was skipped."""
-    skipped: list = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
     """Data left out on purpose, e.g. the ``_global`` directory."""
     seconds: float = 0.0
 
@@ -100,7 +100,7 @@ def _size(dm: DataManager, user: Any, host: Any, store: Any, ext: str) -> int:
 _KINDS = {"keyval": ("keyval", "dat"), "list": ("archive", "list")}
 
 
-def scan(dm: DataManager, hosts: list | None = None, stores: list | None = None,
+def scan(dm: DataManager, hosts: list[Name] | None = None, stores: list[Name] | None = None,
          report: Report | None = None) -> list[_Entry]:
     """Every keyval file and archive of the data directory (filtered), with its size.
 
@@ -135,8 +135,9 @@ _FILE_ERRORS = (MigrationError, LuaSyntaxError, StanzaError, StoreError, TypeErr
 """What makes one file fail (reported, the rest migrated)."""
 
 
-def migrate_to_sql(data_path: str | os.PathLike, url: str, *, hosts: list | None = None,
-                   stores: list | None = None, dry_run: bool = False,
+def migrate_to_sql(data_path: str | os.PathLike[str], url: str, *,
+                   hosts: list[Name] | None = None, stores: list[Name] | None = None,
+                   dry_run: bool = False,
                    batch_rows: int = DEFAULT_BATCH_ROWS, progress: Progress | None = None,
                    ) -> Report:
     """Copy a Prosody data directory into ``mod_storage_sql``'s tables at ``url``.
@@ -176,7 +177,7 @@ def migrate_to_sql(data_path: str | os.PathLike, url: str, *, hosts: list | None
     return report
 
 
-def _file_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: dict,
+def _file_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: dict[str, bool],
                  report: Report) -> int:
     """Write one file's rows and count them in ``report``; the number of rows written."""
     try:
@@ -198,7 +199,8 @@ def _names(db: Database | DryRun, e: _Entry) -> tuple[Any, Any, Any]:
     return db.text(e.host), db.text("" if e.user is None else e.user), db.text(e.store)
 
 
-def _keyval_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: dict) -> int:
+def _keyval_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry,
+                   fresh: dict[str, bool]) -> int:
     value = dm.load(e.user, e.host, e.store)
     if value is None:
         return 0
@@ -212,7 +214,8 @@ def _keyval_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: dic
     return len(rows)
 
 
-def _archive_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: dict) -> int:
+def _archive_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry,
+                    fresh: dict[str, bool]) -> int:
     """Replace one archive's rows, within a savepoint; the number of items."""
     view = dm.list_open(e.user, e.host, e.store)
     if view is None:
@@ -234,13 +237,13 @@ def _archive_to_sql(dm: DataManager, db: Database | DryRun, e: _Entry, fresh: di
         view.close()
 
 
-def _insert_archive(db: Database | DryRun, names: tuple, items: Iterable[Any],
+def _insert_archive(db: Database | DryRun, names: tuple[Any, Any, Any], items: Iterable[Any],
                     default_when: int) -> int:
     """Insert the rows of an archive's items, in batches; the number of distinct keys."""
     text = db.text
     h, u, s = names
-    seen: set = set()
-    batch: list = []
+    seen: set[Any] = set()
+    batch: list[tuple[Any, ...]] = []
     count = 0
     for i, item in enumerate(items, 1):
         key, when, with_, t, xml = encode_archive_item(item, i, default_when)
@@ -295,7 +298,7 @@ class Directory:
         self._will_write(user, host, store, "dat")
         self.dm.store(user, host, store, value)
 
-    def list_store(self, user: Any, host: Any, store: Any, items: list) -> None:
+    def list_store(self, user: Any, host: Any, store: Any, items: list[Any]) -> None:
         self._will_write(user, host, store, "list")
         self.dm.list_store(user, host, store, items)
 
@@ -348,16 +351,17 @@ class DryRunDirectory:
     def store(self, user: Any, host: Any, store: Any, value: Any) -> None:
         pass
 
-    def list_store(self, user: Any, host: Any, store: Any, items: list) -> None:
+    def list_store(self, user: Any, host: Any, store: Any, items: list[Any]) -> None:
         pass
 
     def sync(self) -> None:
         pass
 
 
-def _group(rows: Iterator[tuple], width: int) -> Iterator[tuple[tuple, list]]:
-    current = None
-    group: list = []
+def _group(rows: Iterator[tuple[Any, ...]], width: int
+           ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+    current: tuple[Any, ...] = ()  # () rather than None: a tuple, and no row's (host, user, store)
+    group: list[tuple[Any, ...]] = []
     for row in rows:
         k = row[:3]
         if k != current:
@@ -379,7 +383,7 @@ def _name(v: Any) -> Any:
     return v
 
 
-def _decode_archive(rows: list) -> list:
+def _decode_archive(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     return [decode_archive_row(_name(k), w, _name(wi), t, _name(v)) for k, w, wi, t, v in rows]
 
 
@@ -388,8 +392,9 @@ _RESTORE_ERRORS = (MigrationError, StanzaError, StoreError, ValueError, TypeErro
 """What makes one store fail (reported, the rest written)."""
 
 
-def migrate_from_sql(url: str, data_path: str | os.PathLike, *, hosts: list | None = None,
-                     stores: list | None = None, dry_run: bool = False,
+def migrate_from_sql(url: str, data_path: str | os.PathLike[str], *,
+                     hosts: list[Name] | None = None, stores: list[Name] | None = None,
+                     dry_run: bool = False,
                      progress: Progress | None = None, durable: bool = False) -> Report:
     """Write the stores in ``mod_storage_sql``'s tables at ``url`` into a data directory.
 
@@ -433,7 +438,8 @@ class _Restorer:
         self.done = 0
         self.progress = progress
 
-    def restore(self, groups: Iterable[tuple[tuple, list]], kind: str) -> None:
+    def restore(self, groups: Iterable[tuple[tuple[Any, ...], list[tuple[Any, ...]]]],
+                kind: str) -> None:
         """``groups``: ((host, user, store), rows) of one table; ``kind``: "keyval" | "archive"."""
         for (host, user, store), rows in groups:
             host, user, store = _name(host), _name(user), _name(store)
@@ -447,7 +453,8 @@ class _Restorer:
             if self.progress is not None:
                 self.progress(self.done, self.total)
 
-    def _write(self, kind: str, user: Any, host: Any, store: Any, rows: list) -> None:
+    def _write(self, kind: str, user: Any, host: Any, store: Any,
+               rows: list[tuple[Any, ...]]) -> None:
         if kind == "keyval":
             self.target.store(user, host, store, decode_keyval(rows))
         else:

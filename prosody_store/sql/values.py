@@ -88,13 +88,13 @@ def encode_value(value: Any) -> tuple[str, str | bytes]:
 def encode_keyval(value: Any) -> list[tuple[str | bytes, str, str | bytes]]:
     """The ``(key, type, value)`` rows of one keyval store, as ``keyval_store:set``."""
     if isinstance(value, (list, tuple)):
-        items: Iterable = enumerate(value, 1)
+        items: Iterable[tuple[Any, Any]] = enumerate(value, 1)
     elif isinstance(value, dict):
         items = value.items()
     else:
         raise MigrationError(f"a keyval store must be a table, not a {type(value).__name__}")
-    rows: list = []
-    extra: dict = {}
+    rows: list[tuple[str | bytes, str, str | bytes]] = []
+    extra: dict[Any, Any] = {}
     for k, v in items:
         if v is None:
             continue
@@ -188,7 +188,7 @@ def decode_keyval(rows: Iterable[tuple[Any, str, Any]]) -> Any:
 
     None when there are no rows; a ``list`` when the keys are exactly 1..n.
     """
-    result: dict = {}
+    result: dict[Any, Any] = {}
     have = False
     for k, t, v in rows:
         have = True
@@ -214,7 +214,7 @@ def decode_keyval(rows: Iterable[tuple[Any, str, Any]]) -> Any:
     return result
 
 
-def decode_archive_row(key: Any, when: Any, with_: Any, typ: str, value: Any) -> dict:
+def decode_archive_row(key: Any, when: Any, with_: Any, typ: str, value: Any) -> dict[str, Any]:
     """The ``.list`` item ``mod_storage_internal``'s ``append`` writes for one archive row."""
     if typ != "xml":
         raise MigrationError(f"archive item {key!r} is of type {typ!r}, not a stanza "
