@@ -193,7 +193,7 @@ def test_refusals_over_http(server, prosody_dir):
         ("PUT", "/data/x", '{"a":1}', "text/plain", 400),
         ("PUT", "/data/x-y", '{"a":1}', "application/json", 404),
         ("GET", "/data/x/xml", None, None, 404),
-        ("PATCH", "/data/x", '{"a":1}', "application/json", 405),
+        ("PATCH", "/data/x", '{"a":1}', "application/json", 415),
         ("GET", "/data/localhost/admin/roster", None, None, 403),
     ]:
         headers = {"Authorization": ALICE}

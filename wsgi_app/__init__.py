@@ -18,6 +18,8 @@ data directory that does not exist) stops them there, with the reason:
                         reverse proxies whose ``X-Forwarded-*`` headers are
                         believed, separated by commas or spaces
 ``PROSODY_METRICS``     ``1`` (or ``true``, ``yes``): serve ``/metrics``
+``PROSODY_REQUIRE_PRECONDITION``  ``1``: PUT, PATCH and DELETE need
+                        ``If-Match`` or ``If-None-Match`` (else 428)
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def create_app(data_path: str | os.PathLike[str], *, admins: Iterable[str] = (),
                cache_size: int = 1024, iterations: int = DEFAULT_ITERATIONS,
                max_iterations: int | None = None,
                max_values: int | None = None, trusted_proxies: Iterable[str] = (),
-               metrics: bool = False) -> DataAccessApp:
+               metrics: bool = False, require_precondition: bool = False) -> DataAccessApp:
     """The data access service for the Prosody data directory ``data_path``.
 
     ``admins`` are server admins (every store of every user on every host),
@@ -61,7 +63,9 @@ def create_app(data_path: str | os.PathLike[str], *, admins: Iterable[str] = (),
     (addresses or ``ADDRESS/BITS`` networks, ``unix`` for the Unix socket)
     are the peers whose ``X-Forwarded-For/-Proto/-Host/-Prefix`` headers are
     believed (:mod:`wsgi_app.proxy`).  ``metrics`` serves ``/metrics``
-    (:mod:`wsgi_app.metrics`; needs ``prometheus_client``).  A data directory
+    (:mod:`wsgi_app.metrics`; needs ``prometheus_client``).
+    ``require_precondition`` makes PUT, PATCH and DELETE without ``If-Match``
+    or ``If-None-Match`` answer 428 (:mod:`wsgi_app.edits`).  A data directory
     that does not exist or cannot be listed, a bad proxy address and metrics
     without ``prometheus_client`` raise ``ValueError``.
     """
@@ -71,7 +75,8 @@ def create_app(data_path: str | os.PathLike[str], *, admins: Iterable[str] = (),
                          max_iterations=max_iterations)
     rights = Rights(dm, admins=admins, host_admins=host_admins)
     app = DataAccessApp(dm, auth, rights, max_body=max_body,
-                        max_values=max_values or DEFAULT_MAX_VALUES)
+                        max_values=max_values or DEFAULT_MAX_VALUES,
+                        require_precondition=require_precondition)
     observers: list[Listener] = []
     if metrics:
         from wsgi_app.metrics import Metrics
@@ -136,7 +141,9 @@ def app_from_environment() -> DataAccessApp:
                       max_values=int(env.get("PROSODY_MAX_VALUES", DEFAULT_MAX_VALUES)),
                       iterations=iterations or DEFAULT_ITERATIONS,
                       trusted_proxies=_split(env.get("PROSODY_TRUSTED_PROXIES")),
-                      metrics=_flag("PROSODY_METRICS", env.get("PROSODY_METRICS")))
+                      metrics=_flag("PROSODY_METRICS", env.get("PROSODY_METRICS")),
+                      require_precondition=_flag("PROSODY_REQUIRE_PRECONDITION",
+                                                 env.get("PROSODY_REQUIRE_PRECONDITION")))
 
 
 def __getattr__(name: str) -> DataAccessApp:

@@ -4,13 +4,18 @@
 
     GET | HEAD       /data[/<host>/<user>]/<store>[/<format>]
     PUT | POST       /data[/<host>/<user>]/<store>
+    PATCH            /data[/<host>/<user>]/<store>   (JSON merge patch)
     DELETE           /data[/<host>/<user>]/<store>
     GET | HEAD       /health   (no authentication: 200 or 503, no data)
 
 This module only maps HTTP to store calls: Werkzeug parses requests and
-headers, :mod:`wsgi_app.auth` says who is asking, :mod:`prosody_store` does the
-data work.  Every error is an ``HTTPException`` with a one-line plain-text
-reason, and nothing is written before a request has been fully validated.
+headers, :mod:`wsgi_app.auth` says who is asking, :mod:`wsgi_app.rights` what
+they may do, :mod:`wsgi_app.edits` makes ETags, evaluates preconditions and
+merges patches, :mod:`prosody_store` does the data work.  Every error is an
+``HTTPException`` with a one-line plain-text reason, and nothing is written
+before a request has been fully validated.  Every write checks its
+preconditions and computes the store's new ETag under the store's lock
+(:meth:`DataManager.lock`), so no other writer of ours comes between.
 """
 from __future__ import annotations
 
@@ -18,21 +23,25 @@ import errno
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
 from urllib.parse import quote
 
 from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import (
     BadRequest,
+    Conflict,
     Forbidden,
     HTTPException,
     InternalServerError,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
     RequestEntityTooLarge,
     ServiceUnavailable,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -48,11 +57,12 @@ from prosody_store.datamanager import (
     StoreError,
 )
 from prosody_store.jid import JIDError, nodeprep
-from wsgi_app import limits
+from wsgi_app import edits, limits, openapi
 from wsgi_app.auth import Authenticator, AuthError, User, prep_host
 from wsgi_app.cache import BodyCache
+from wsgi_app.edits import Failed, Preconditions, Served, StoreState
 from wsgi_app.observe import USER_KEY
-from wsgi_app.rights import Access, Rights, public_view
+from wsgi_app.rights import READ_METHODS, WRITE_METHODS, Access, Rights, permits, public_view
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -61,8 +71,9 @@ log = logging.getLogger("wsgi_app")
 auth_log = logging.getLogger("wsgi_app.auth")
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-READ_METHODS = ("GET", "HEAD")
-WRITE_METHODS = ("PUT", "POST", "DELETE")
+GUARDED_METHODS = ("PUT", "PATCH", "DELETE")
+"""The writes that replace or remove what is there, which ``require_precondition``
+refuses (428) without ``If-Match`` or ``If-None-Match``; POST only appends."""
 
 MEDIA_TYPES = [f.media_type for f in FORMATS.values()]
 STORE_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
@@ -85,18 +96,22 @@ class DataAccessApp:
 
     def __init__(self, dm: DataManager, auth: Authenticator, rights: Rights, *,
                  max_body: int = DEFAULT_MAX_BODY, max_values: int = limits.DEFAULT_MAX_VALUES,
-                 max_depth: int = serialization.DEFAULT_MAX_DEPTH) -> None:
+                 max_depth: int = serialization.DEFAULT_MAX_DEPTH,
+                 require_precondition: bool = False) -> None:
         self.dm = dm
         self.auth = auth
         self.rights = rights
         self.max_body = max_body
         self.max_values = max_values
         self.max_depth = max_depth
+        self.require_precondition = require_precondition
+        """True: PUT, PATCH and DELETE without If-Match or If-None-Match get 428."""
         self.bodies = BodyCache()
         methods = (*READ_METHODS, *WRITE_METHODS)
         self.url_map = Map([
             Rule("/data<segments:path>", endpoint="data", methods=methods),
             Rule("/health", endpoint="health", methods=READ_METHODS),
+            Rule("/data/openapi.json", endpoint="openapi", methods=READ_METHODS),
         ], converters={"segments": SegmentsConverter}, strict_slashes=False,
             merge_slashes=False, redirect_defaults=False)
         self.wsgi_app = self.handle
@@ -126,7 +141,7 @@ class DataAccessApp:
         try:
             endpoint, args = adapter.match()
         except MethodNotAllowed as exc:
-            if not request.path.startswith("/health"):
+            if request.path not in ("/health", "/data/openapi.json"):
                 self.authenticate(request)  # without valid credentials, nothing but 401
             exc.description = f"method {request.method} not allowed"
             raise
@@ -134,21 +149,30 @@ class DataAccessApp:
             raise NotFound("no such path: the API is /data[/<host>/<user>]/<store>") from None
         if endpoint == "health":
             return self.health()
+        if endpoint == "openapi":  # the API's description: no auth, no data
+            return Response(openapi.document_bytes(), status=200,
+                            content_type="application/json; charset=utf-8")
         user = self.authenticate(request)
         host, node, store, fmt = self.resolve(args["path"], user)
         try:
             access = self.rights.access(user.node, user.host, node, host, store)
-            if request.method in READ_METHODS:
-                if not access.read:
-                    raise Forbidden(f"{user.jid} may not read store {store!r} of {node}@{host}")
+            method = request.method
+            if not permits(access, method):
+                verb = "read" if method in READ_METHODS else "change"
+                raise Forbidden(f"{user.jid} may not {verb} store {store!r} of {node}@{host}")
+            if method in READ_METHODS:
                 return self.get(request, host, node, store, fmt, access)
-            if not access.write:
-                raise Forbidden(f"{user.jid} may not change store {store!r} of {node}@{host}")
             if fmt is not None:
                 raise NotFound("a format is only meaningful for GET")
-            if request.method == "DELETE":
-                return self.delete(host, node, store)
-            return self.put_or_post(request, host, node, store)
+            preconditions = preconditions_of(request)
+            if preconditions is None and self.require_precondition and method in GUARDED_METHODS:
+                raise PreconditionRequired(f"{method} needs If-Match (or If-None-Match: * to "
+                                           "create) on this server")
+            if method == "DELETE":
+                return self.delete(request, host, node, store, access, preconditions)
+            if method == "PATCH":
+                return self.patch(request, host, node, store, access, preconditions)
+            return self.put_or_post(request, host, node, store, access, preconditions)
         except (StoreError, OSError) as err:
             raise storage_failure(err, store, f"{node}@{host}") from None
 
@@ -236,11 +260,14 @@ class DataAccessApp:
     def get(self, request: Request, host: str, node: str, store: str, name: str | None,
             access: Access) -> Response:
         fmt = FORMATS[name] if name is not None else self.negotiate(request)
+        preconditions = preconditions_of(request)
         if not access.secrets:
             value = public_view(store, self.dm.load(node, host, store))
             if value is None:
                 raise NotFound(f"no data in store {store!r}")
-            return self.respond(fmt, fmt.encode(value))
+            shown = fmt.encode(value)
+            return self.respond(fmt, shown, edits.keyval_tag(fmt.name, shown), preconditions,
+                                store)
 
         def encoded_keyval() -> bytes | None:
             data = self.dm.load(node, host, store)
@@ -248,20 +275,28 @@ class DataAccessApp:
 
         body = self.bodies.body(self.dm.getpath(node, host, store), fmt.name, encoded_keyval)
         if body is not None:
-            return self.respond(fmt, body)
-        items = self.dm.list_open(node, host, store)
-        if len(items) == 0:
+            return self.respond(fmt, body, edits.keyval_tag(fmt.name, body), preconditions, store)
+        items, tag = edits.open_list(self.dm, node, host, store, fmt.name)
+        if tag is None:  # no list, or an empty one
             items.close()
             raise NotFound(f"no data in store {store!r}")
+        try:
+            not_modified = self.check_read(preconditions, fmt, tag, store)
+        except HTTPException:
+            items.close()
+            raise
+        if not_modified is not None:
+            items.close()
+            return not_modified
         if request.method == "HEAD":
             # The length a GET would send, so that the server does not frame an
             # empty body as chunked (waitress would send a last chunk anyway).
             with items:
                 length = sum(map(len, fmt.encode_list(items)))
-            response = self.respond(fmt, b"")
+            response = self.respond(fmt, b"", tag)
             response.content_length = length
             return response
-        response = self.respond(fmt, fmt.encode_list(items))
+        response = self.respond(fmt, fmt.encode_list(items), tag)
         # Closed by the WSGI server after the body was sent.
         response.call_on_close(items.close)
         return response
@@ -275,28 +310,158 @@ class DataAccessApp:
         return cast(Format, by_media_type(best))  # best is one of MEDIA_TYPES: never None
 
     @staticmethod
-    def respond(fmt: Format, body: bytes | Iterator[bytes]) -> Response:
-        return Response(body, status=200, content_type=f"{fmt.media_type}; charset=utf-8")
+    def respond(fmt: Format, body: bytes | Iterator[bytes], tag: str,
+                preconditions: Preconditions | None = None, store: str = "") -> Response:
+        """200 with ``body`` and its ETag, or 304 / 412 as ``preconditions`` say."""
+        not_modified = DataAccessApp.check_read(preconditions, fmt, tag, store)
+        if not_modified is not None:
+            return not_modified
+        response = Response(body, status=200, content_type=f"{fmt.media_type}; charset=utf-8")
+        response.set_etag(tag)
+        return response
 
-    def put_or_post(self, request: Request, host: str, node: str, store: str) -> Response:
+    @staticmethod
+    def check_read(preconditions: Preconditions | None, fmt: Format, tag: str,
+                   store: str) -> Response | None:
+        """For GET and HEAD: None to serve the representation tagged ``tag``, a 304
+        when If-None-Match lists its tag; 412 when If-Match does not."""
+        if preconditions is None:
+            return None
+        failed = preconditions.evaluate(Served(fmt.name, tag))
+        if failed is None:
+            return None
+        if failed[0] is Failed.IF_NONE_MATCH:
+            response = Response(status=304)
+            response.set_etag(tag)
+            return response
+        raise PreconditionFailed(f"store {store!r} {failed[1]}")
+
+    # -- writes --------------------------------------------------------------------
+    #
+    # Each write is a function ``change(state, may_create)`` run by ``write`` under
+    # the store's lock after the preconditions held against ``state`` (the store
+    # as it is).  It returns False, having written nothing, when it needs the
+    # store's directory and ``may_create`` is False (the directory did not exist,
+    # so nothing was locked); it is then run again with the directory created and
+    # locked.  A request whose preconditions fail so creates nothing.
+
+    def write(self, request: Request, host: str, node: str, store: str, access: Access,
+              preconditions: Preconditions | None,
+              change: Callable[[StoreState, bool], bool], new_tag: bool = True) -> str | None:
+        """Check the preconditions and make the change under the store's lock;
+        the store's new ETag (in the format a GET with this Accept would get),
+        None when there is nothing (or nothing the requester may read) or
+        ``new_tag`` is False (an append: the tag of a list hashes all of it,
+        which a POST should not pay for)."""
+        with self.dm.lock(node, host, store) as exists:
+            done, tag = self.write_locked(request, host, node, store, access, preconditions,
+                                          change, exists, new_tag)
+        if not done:
+            with self.dm.lock(node, host, store, create=True):
+                done, tag = self.write_locked(request, host, node, store, access,
+                                              preconditions, change, True, new_tag)
+        return tag
+
+    def write_locked(self, request: Request, host: str, node: str, store: str, access: Access,
+                     preconditions: Preconditions | None,
+                     change: Callable[[StoreState, bool], bool],
+                     may_create: bool, new_tag: bool) -> tuple[bool, str | None]:
+        state = StoreState(self.dm, node, host, store, read=access.read, secrets=access.secrets)
+        if preconditions is not None:
+            failed = preconditions.evaluate(state)
+            if failed is not None:
+                raise PreconditionFailed(f"store {store!r} {failed[1]}")
+        if not change(state, may_create):
+            return False, None
+        fmt = self.response_format(request) if new_tag else None
+        if fmt is None:
+            return True, None
+        after = StoreState(self.dm, node, host, store, read=access.read, secrets=access.secrets)
+        return True, after.tag(fmt.name)
+
+    def response_format(self, request: Request) -> Format | None:
+        """The format of the ETag a write answers with: the one a GET with the same
+        ``Accept`` would get (None when it would get 406)."""
+        try:
+            return self.negotiate(request)
+        except NotAcceptable:
+            return None
+
+    def put_or_post(self, request: Request, host: str, node: str, store: str, access: Access,
+                    preconditions: Preconditions | None) -> Response:
         value = self.decode_body(request)
         if request.method == "PUT":
             if not isinstance(value, (dict, list)):
                 raise BadRequest("PUT needs a table (a JSON object or array)")
-            self.dm.store(node, host, store, value)
+
+            def change(state: StoreState, may_create: bool) -> bool:
+                if value and not may_create:
+                    return False
+                self.dm.store(node, host, store, value)  # an empty table removes the store
+                return True
         else:
-            self.dm.list_append(node, host, store, value)
+            def change(state: StoreState, may_create: bool) -> bool:
+                if not may_create:
+                    return False
+                self.dm.list_append(node, host, store, value)
+                return True
+        tag = self.write(request, host, node, store, access, preconditions, change,
+                         new_tag=request.method == "PUT")
         response = Response(status=201)
         # Absolute when the request named a valid Host, else a relative reference.
         base = request.host_url.rstrip("/") if request.host else ""
         response.headers["Location"] = (base + request.script_root + "/data/"
                                         + "/".join(quote(s, safe="") for s in (host, node, store)))
+        if tag is not None:
+            response.set_etag(tag)
+        return response
+
+    def patch(self, request: Request, host: str, node: str, store: str, access: Access,
+              preconditions: Preconditions | None) -> Response:
+        """A JSON merge patch (RFC 7396) of a keyval store's JSON representation;
+        the result is checked and stored as a PUT body would be."""
+        if request.mimetype != edits.MERGE_PATCH_TYPE:
+            raise MergePatchOnly(f"PATCH needs Content-Type {edits.MERGE_PATCH_TYPE} "
+                                 "(a JSON merge patch, RFC 7396)")
+        body = self.read_body(request)
+        self.validate(body, FORMATS["json"])  # the limits and syntax of any JSON body
+        try:
+            patch = edits.parse_patch(body)
+        except ValueError as err:
+            raise BadRequest(f"body is not valid json: {limits.brief(err)}") from None
+        json_format = FORMATS["json"]
+
+        def change(state: StoreState, may_create: bool) -> bool:
+            current = state.value()
+            if current is None and state.has_list():
+                raise Conflict(f"store {store!r} is a list: PATCH changes keyval stores "
+                               "(POST appends to a list)")
+            representation = None if current is None else json_format.encode(current)
+            try:
+                text = edits.patched(representation, patch)
+            except ValueError as err:
+                raise BadRequest(limits.brief(err)) from None
+            value = self.validate(text, json_format, "patched value")
+            if not isinstance(value, (dict, list)):
+                raise BadRequest("the patched value is not a table (a JSON object or array)")
+            if value and not may_create:
+                return False
+            self.dm.store(node, host, store, value)  # an empty table removes the store
+            return True
+
+        tag = self.write(request, host, node, store, access, preconditions, change)
+        response = Response(status=204)
+        if tag is not None:
+            response.set_etag(tag)
         return response
 
     def decode_body(self, request: Request) -> Any:
         fmt = by_media_type(request.mimetype)
         if fmt is None:
             raise BadRequest(f"Content-Type must be {' or '.join(MEDIA_TYPES)}")
+        return self.validate(self.read_body(request), fmt)
+
+    def read_body(self, request: Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
         body = request.stream.read(self.max_body + 1)
@@ -304,30 +469,57 @@ class DataAccessApp:
             raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
         if not body:
             raise BadRequest("empty body")
+        return body
+
+    def validate(self, body: bytes, fmt: Format, what: str = "body") -> Any:
+        """The value of a body (or of a patched value: ``what``) that may be stored."""
         # Counted before decoding: a refused body costs no memory (wsgi_app/limits.py).
         try:
             limits.check_values(body, fmt.name, self.max_values)
         except limits.TooManyValues as err:
-            raise RequestEntityTooLarge(str(err)) from None
+            raise RequestEntityTooLarge(f"{what} holds more than {err.limit} values "
+                                        "(tables and scalars)") from None
         try:
             value = fmt.decode(body, self.max_depth)
         except ValueError as err:
-            raise BadRequest(f"body is not valid {fmt.name}: {limits.brief(err)}") from None
+            raise BadRequest(f"{what} is not valid {fmt.name}: {limits.brief(err)}") from None
         if value is None or value is False:
-            raise BadRequest("body holds no data (null or false)")
+            raise BadRequest(f"{what} holds no data (null or false)")
         non_finite = limits.find_non_finite(value)
         if non_finite is not None:  # 1e999 would be served back as inf, which is not JSON
-            raise BadRequest(limits.non_finite_reason(non_finite))
+            raise BadRequest(limits.non_finite_reason(non_finite).replace("body", what, 1))
         try:
             serialization.dumps(value)
         except (TypeError, ValueError) as err:
-            raise BadRequest(f"body cannot be stored: {limits.brief(err)}") from None
+            raise BadRequest(f"{what} cannot be stored: {limits.brief(err)}") from None
         return value
 
-    def delete(self, host: str, node: str, store: str) -> Response:
-        self.dm.store(node, host, store, None)
-        self.dm.list_store(node, host, store, None)
+    def delete(self, request: Request, host: str, node: str, store: str, access: Access,
+               preconditions: Preconditions | None) -> Response:
+        def change(state: StoreState, may_create: bool) -> bool:
+            self.dm.store(node, host, store, None)
+            self.dm.list_store(node, host, store, None)
+            return True
+
+        self.write(request, host, node, store, access, preconditions, change)
         return Response(status=204)
+
+
+def preconditions_of(request: Request) -> Preconditions | None:
+    """The request's If-Match and If-None-Match, None when it has neither."""
+    headers = request.headers
+    if_match = request.if_match if "If-Match" in headers else None
+    if_none_match = request.if_none_match if "If-None-Match" in headers else None
+    if if_match is None and if_none_match is None:
+        return None
+    return Preconditions(if_match, if_none_match)
+
+
+class MergePatchOnly(UnsupportedMediaType):
+    """415 for a PATCH that is not a JSON merge patch, saying which type is (RFC 5789)."""
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), ("Accept-Patch", edits.MERGE_PATCH_TYPE)]
 
 
 # Stringprep is slow and path segments repeat: memoized (bounded; errors are not cached).

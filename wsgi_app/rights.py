@@ -21,7 +21,9 @@ and checks request by request.  In short:
   others see the fields in :data:`PUBLIC_ACCOUNT_FIELDS`, and ``auth_tokens``
   (whose keys are the tokens) not at all.
 
-Knows the store and the configured admins; nothing of HTTP.
+Knows the store and the configured admins; of HTTP only which methods read
+(:data:`READ_METHODS`) and which write (:data:`WRITE_METHODS`): the table's
+"read" and "write".
 """
 from __future__ import annotations
 
@@ -48,6 +50,11 @@ its secrets.  An allow-list: a field Prosody adds later stays hidden."""
 
 ADMIN_ROLES = frozenset({"prosody:admin", "prosody:operator"})
 """Prosody 13 primary roles (``account_roles._default``) with admin rights."""
+
+READ_METHODS = ("GET", "HEAD")
+"""The methods that need :attr:`Access.read`."""
+WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
+"""The methods that need :attr:`Access.write`: PATCH exactly as PUT."""
 
 
 class Rank(enum.IntEnum):
@@ -138,6 +145,16 @@ class Rights:
         if store in RIGHTS_STORES:
             return READ
         return READ_WRITE if own or target_is_user else READ
+
+
+def permits(access: Access, method: str) -> bool:
+    """Whether ``access`` allows the HTTP ``method``: GET and HEAD read, PUT,
+    PATCH, POST and DELETE write, nothing else is allowed."""
+    if method in READ_METHODS:
+        return access.read
+    if method in WRITE_METHODS:
+        return access.write
+    return False
 
 
 def public_view(store: str, value: Any) -> Any:

@@ -93,7 +93,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          host_admins=config.host_admins if config else None,
                          max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
                          max_iterations=args.max_iterations, max_values=args.max_values,
-                         trusted_proxies=args.trusted_proxy, metrics=args.metrics)
+                         trusted_proxies=args.trusted_proxy, metrics=args.metrics,
+                         require_precondition=args.require_precondition)
     except ValueError as err:
         raise CommandError(f"bad setting: {err}", 2) from None
     from wsgi_app.logs import configure
@@ -152,6 +153,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                      help="believe X-Forwarded-For/-Proto/-Host/-Prefix from this peer "
                           "address or network (ADDR/BITS; 'unix' for the Unix socket); "
                           "repeatable.  From any other peer they are ignored")
+    ops.add_argument("--require-precondition", action="store_true",
+                     help="PUT, PATCH and DELETE need If-Match or If-None-Match (else 428 "
+                          "Precondition Required), so that no script overwrites another's "
+                          "changes unawares; POST (an append) needs none")
     ops.add_argument("--metrics", action="store_true",
                      help="serve GET /metrics (Prometheus text format) to clients on this "
                           "machine; needs prometheus_client (pip install "
