@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from werkzeug.datastructures import Authorization, WWWAuthenticate
 from werkzeug.exceptions import (
@@ -47,7 +47,7 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from prosody_store.formats import FORMATS, Format, by_media_type
-from prosody_store import serialization
+from prosody_store import archive_query, serialization
 from prosody_store.datamanager import (
     CorruptFileError,
     DataManager,
@@ -276,6 +276,8 @@ class DataAccessApp:
         body = self.bodies.body(self.dm.getpath(node, host, store), fmt.name, encoded_keyval)
         if body is not None:
             return self.respond(fmt, body, edits.keyval_tag(fmt.name, body), preconditions, store)
+        if not QUERY_PARAMETERS.isdisjoint(request.args.keys()):
+            return self.archive_page(request, host, node, store, fmt)
         items, tag = edits.open_list(self.dm, node, host, store, fmt.name)
         if tag is None:  # no list, or an empty one
             items.close()
@@ -299,6 +301,53 @@ class DataAccessApp:
         response = self.respond(fmt, fmt.encode_list(items), tag)
         # Closed by the WSGI server after the body was sent.
         response.call_on_close(items.close)
+        return response
+
+    def archive_page(self, request: Request, host: str, node: str, store: str,
+                     fmt: Format) -> Response:
+        """One page of a MAM-style query on a list store (README "Archive
+        queries"): the page's items as a plain GET gives items, the paging in
+        ``Link`` (rel next/prev) and ``Archive-*`` headers."""
+        args = request.args
+        try:
+            size = _page_size(args.get("max"))
+            start = archive_query.parse_time(args["start"]) if "start" in args else None
+            end = archive_query.parse_time(args["end"]) if "end" in args else None
+            hint = _position(args.get("at"))
+        except archive_query.ArchiveQueryError as err:
+            raise BadRequest(f"bad query: {_one_line(err)}") from None
+        with self.dm.list_open(node, host, store) as view:
+            if len(view) == 0:
+                raise NotFound(f"no data in store {store!r}")
+            try:
+                page = archive_query.query_archive(
+                    view, max_items=size, start=start, end=end, with_jid=args.get("with"),
+                    after=args.get("after"), before=args.get("before"),
+                    after_at=hint if "after" in args else None,
+                    before_at=hint if "before" in args else None)
+            except archive_query.ItemNotFoundError as err:
+                raise NotFound(f"no item with key {err.key!r} matches the query") from None
+            except archive_query.ArchiveQueryError as err:
+                raise BadRequest(f"bad query: {_one_line(err)}") from None
+            body = b"".join(fmt.encode_list(page.items))
+        response = Response(body, status=200, content_type=f"{fmt.media_type}; charset=utf-8")
+        kept = {k: args[k] for k in ("start", "end", "with") if k in args}
+        kept["max"] = str(size)
+        links = []
+        if page.has_next and page.last is not None:
+            links.append(_link(request, {**kept, "after": page.last, "at": str(page.last_at)},
+                               "next"))
+        if page.has_previous and page.first is not None:
+            links.append(_link(request, {**kept, "before": page.first,
+                                         "at": str(page.first_at)}, "prev"))
+        if links:
+            response.headers["Link"] = ", ".join(links)
+        if page.first is not None:
+            response.headers["Archive-First-Key"] = quote(page.first, safe="")
+        if page.last is not None:
+            response.headers["Archive-Last-Key"] = quote(page.last, safe="")
+        if page.total is not None:
+            response.headers["Archive-Count"] = str(page.total)
         return response
 
     def negotiate(self, request: Request) -> Format:
@@ -560,6 +609,32 @@ def storage_failure(err: Exception, store: str, owner: str) -> HTTPException:
         name = errno.errorcode.get(code or 0, "unknown error")
         return InternalServerError(f"storage failure on store {store!r} ({name})")
     return InternalServerError(f"stored data unusable: store {store!r} of {owner}")
+
+
+QUERY_PARAMETERS = frozenset({"start", "end", "with", "after", "before", "max"})
+"""Any of these on a GET of a list store makes it an archive query."""
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+"""Items in one page of an archive query: ``max`` defaults to the first, is capped at the second."""
+
+
+def _page_size(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_PAGE
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        raise archive_query.ArchiveQueryError(f"max must be a number of items, not {text!r}")
+    return min(int(text), MAX_PAGE)
+
+
+def _position(text: str | None) -> int | None:
+    """The ``at`` position hint of a cursor this service gave out (ignored when wrong)."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
+
+
+def _link(request: Request, params: dict[str, str], rel: str) -> str:
+    return f'<{request.base_url}?{urlencode(params)}>; rel="{rel}"'
 
 
 def error_response(exc: HTTPException) -> Response:

@@ -50,18 +50,52 @@ _ITEM = {"not": {"enum": [None, False]},
 _LUA = {"type": "string", "description": "Prosody's serialization of the value (no return)."}
 
 
-def _read_operation(summary: str) -> dict[str, Any]:
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_ARCHIVE_QUERY = [
+    _query("start", "Items at or after this time (XEP-0082 date-time or Unix seconds).",
+           {"type": "string"}),
+    _query("end", "Items at or before this time.", {"type": "string"}),
+    _query("with", "Items exchanged with this JID (bare, or full: its bare part).",
+           {"type": "string"}),
+    _query("after", "The page after the item with this key.", {"type": "string"}),
+    _query("before", "The page before the item with this key; empty: the last page.",
+           {"type": "string"}),
+    _query("max", "Items per page (default 100, at most 1000).",
+           {"type": "string", "pattern": "^[0-9]{1,9}$"}),
+    _query("at", "Position hint of a cursor (as the Link headers give it).",
+           {"type": "string"}),
+]
+_PAGE_HEADERS = {
+    "Link": {"description": 'RFC 8288 links to the rel="next" and rel="prev" pages.',
+             "schema": {"type": "string"}},
+    "Archive-First-Key": {"description": "Key of the page's first item (percent-encoded).",
+                          "schema": {"type": "string"}},
+    "Archive-Last-Key": {"description": "Key of the page's last item (percent-encoded).",
+                         "schema": {"type": "string"}},
+    "Archive-Count": {"description": "Items matching the filters, where cheap.",
+                      "schema": {"type": "string"}},
+}
+
+
+def _read_operation(summary: str, queries: bool = False) -> dict[str, Any]:
     content = {"application/json": {"schema": _VALUE}, "text/x-lua": {"schema": _LUA}}
+    headers: dict[str, Any] = {"ETag": _ETAG, **(_PAGE_HEADERS if queries else {})}
+    parameters = [_PRECONDITIONS[1], {**_PRECONDITIONS[0], "description":
+                                      "Answer 412 unless the store has one of these tags."}]
     return {
-        "summary": summary,
-        "parameters": [_PRECONDITIONS[1], {**_PRECONDITIONS[0], "description":
-                                           "Answer 412 unless the store has one of these tags."}],
+        "summary": summary + (" With any of start, end, with, after, before, max on a list "
+                              "store: one page of an archive query." if queries else ""),
+        "parameters": parameters + (_ARCHIVE_QUERY if queries else []),
         "responses": {
-            "200": {"description": "The keyval data, else the list's items.",
-                    "headers": {"ETag": _ETAG}, "content": content},
+            "200": {"description": "The keyval data, else the list's items (or a page).",
+                    "headers": headers, "content": content},
             "304": {"description": "The store still has the tag given in If-None-Match.",
                     "headers": {"ETag": _ETAG}},
-            **_errors(*_READ_ERRORS),
+            **_errors(*_READ_ERRORS, *((400,) if queries else ())),
         },
     }
 
@@ -134,13 +168,13 @@ def _format_writes() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the service."""
-    own = {"parameters": [_STORE], "get": _read_operation("The requester's own store."),
+    own = {"parameters": [_STORE], "get": _read_operation("The requester's own store.", True),
            "head": _head_operation(), **_write_operations()}
     own_format = {"parameters": [_STORE, _FORMAT],
                   "get": _read_operation("The requester's own store, in a format."),
                   "head": _head_operation(), **_format_writes()}
     other = {"parameters": [_HOST, _USER, _STORE],
-             "get": _read_operation("A user's store (rights: README 'Who may do what')."),
+             "get": _read_operation("A user's store (rights: README 'Who may do what').", True),
              "head": _head_operation(), **_write_operations()}
     other_format = {"parameters": [_HOST, _USER, _STORE, _FORMAT],
                     "get": _read_operation("A user's store, in a format."),
