@@ -1,7 +1,8 @@
 """Benchmark: the HTTP service against the original mod_data_access's figures (SPEC section 6).
 
 Usage: ``python3 bench/http.py [--duration 10] [--threads 4] [--load auto|wrk|python]``
-or ``python3 bench/http.py --shapes [--only NAME,...]`` (what one request body costs, below).
+or ``python3 bench/http.py --shapes [--only NAME,...]`` (what one request body costs, below)
+or ``python3 bench/http.py --archive [ITEMS]`` (archive query pages against a plain GET).
 
 Serves a copy of ``fixtures/demo`` with ``prosody-store serve`` (waitress,
 ``--threads 4``) on 127.0.0.1 in a subprocess, and loads it from another process
@@ -365,6 +366,81 @@ def run_shapes(only: list[str] | None) -> int:
     return 0 if all(rows) else 1
 
 
+def _bench_module(name: str):
+    """A sibling benchmark module (this directory is kept off sys.path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", _HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_archive(n: int) -> int:
+    """Archive queries over HTTP against a plain GET of the same archive.
+
+    The archive is bench/archive_query.py's (built once, cached in bench/out);
+    it is hard-linked into a copy of the demo data as alice's ``archive``.
+    """
+    aq = _bench_module("archive_query")
+    source = aq.data_dir(n)
+    if not source.exists():
+        print(f"building a {n:,}-item archive in {source} (once)...", flush=True)
+        aq.build(source, n)
+    src_list = Path(DataManager(source).getpath(aq.USER, aq.HOST, aq.STORE, "list"))
+    work = Path(tempfile.mkdtemp(prefix="bench-archive-", dir=_HERE / "out"))
+    port = free_port()
+    proc = None
+    try:
+        data = work / "data"
+        shutil.copytree(ROOT / "fixtures" / "demo", data)
+        dm = DataManager(data)
+        target = Path(dm.getpath("alice", "localhost", "archive", "list"))
+        for ext in ("list", "lidx"):  # the demo's own archive makes way for the big one
+            if target.with_suffix("." + ext).exists():
+                os.unlink(target.with_suffix("." + ext))
+            os.link(src_list.with_suffix("." + ext), target.with_suffix("." + ext))
+        with dm.list_open("alice", "localhost", "archive") as view:
+            middle = n // 2
+            start, end = view[middle]["when"], view[middle + 49]["when"]
+        log = open(work / "server.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prosody_store", "--data-path", str(data), "serve",
+             "--listen", f"127.0.0.1:{port}"], stdout=log, stderr=log)
+        wait_for(port, proc)
+        headers = {"Authorization": basic(*ACCOUNTS["hashed"])}
+        timed_request(port, "GET", "/data/roster", None, headers)  # the login, cached
+
+        def best(path: str, reps: int = 5) -> tuple[float, int]:
+            times, size = [], 0
+            for _ in range(reps):
+                status, body, seconds = timed_request(port, "GET", path, None, headers)
+                assert status == 200, (path, status, body[:200])
+                times.append(seconds)
+                size = len(body)
+            return min(times), size
+
+        last, last_size = best("/data/archive?before=&max=50")
+        window, window_size = best(f"/data/archive?start={start}&end={end}&max=50")
+        print(f"{n:,}-item archive ({src_list.stat().st_size / 1e6:,.1f} MB), waitress on "
+              f"127.0.0.1, best of 5; then one plain GET of the whole archive...", flush=True)
+        plain, plain_size = best("/data/archive", reps=1)
+        print()
+        print(f"{'request':<44} {'time':>10} {'body':>12} {'plain GET / this':>17}")
+        for name, seconds, size in (("GET /data/archive?before=&max=50 (last page)", last,
+                                     last_size),
+                                    ("GET ...?start=..&end=.. (50, in the middle)", window,
+                                     window_size),
+                                    ("GET /data/archive (plain, the whole list)", plain,
+                                     plain_size)):
+            print(f"{name:<44} {seconds * 1e3:>8.1f}ms {size / 1e6:>10.2f}MB "
+                  f"{plain / seconds:>16,.0f}x")
+        return 0
+    finally:
+        stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run (default 10)")
@@ -376,7 +452,12 @@ def main() -> int:
                         help="instead: what the worst request bodies cost (time, peak RSS)")
     parser.add_argument("--only", metavar="NAME,...",
                         help="with --shapes: only the shapes whose name contains one of these")
+    parser.add_argument("--archive", type=int, nargs="?", const=1_000_000, metavar="ITEMS",
+                        help="instead: archive query pages against a plain GET of an archive "
+                             "of ITEMS items (default 1,000,000)")
     args = parser.parse_args()
+    if args.archive:
+        return run_archive(args.archive)
     if args.shapes:
         return run_shapes(args.only.split(",") if args.only else None)
 
