@@ -113,12 +113,10 @@ from __future__ import annotations
 import bisect
 import calendar
 import mmap
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple, Sequence
 
-from prosody_store import lidx
 from prosody_store.datamanager import ListView
 from prosody_store.errors import Error
 from prosody_store.jid import JIDError, join_jid, prepped_split
@@ -388,48 +386,18 @@ class ArchivePage:
 
 
 class _Raw:
-    """The list's bytes (``mmap``) and item end offsets, for the cursor search.
-
-    :class:`ListView` does not expose its offsets or its file, so they are
-    taken again here: the file is opened by the view's path and must be the
-    view's (same device and inode), and the offsets come from the ``.lidx``
-    beside the list (its first ``len(view)`` entries: a list appended to
-    since the view opened keeps them) or, when that cannot be used, from a
-    scan of the bytes (the rule the view itself uses).  Every position found
-    is confirmed through the view, and a disagreement with it stops the
-    search (:class:`_Undecided`).
+    """The list's bytes (``mmap`` of the view's own descriptor) and the view's
+    item end offsets, for the cursor search.  Every position found is
+    confirmed through the view, and a disagreement with it (the view rebuilt
+    its index since) stops the search (:class:`_Undecided`).
     """
 
     def __init__(self, view: ListView) -> None:
         self.n = len(view)
-        st_view = view.stat()
-        fd = os.open(view.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != (st_view.st_dev, st_view.st_ino):
-                raise _Undecided("the list was replaced since the view was opened")
-            offsets = self._index(view.path, st.st_size)
-            if offsets is None:
-                offsets = lidx.build_offsets(fd)
-            if len(offsets) < self.n:
-                raise _Undecided("the index is shorter than the view")
-            self.offsets: Sequence[int] = offsets
-            self.extent = offsets[self.n - 1] if self.n else 0
-            if self.extent > st.st_size:
-                raise _Undecided("the index reaches beyond the list")
-            self.mm = mmap.mmap(fd, self.extent, access=mmap.ACCESS_READ) if self.extent else None
-        finally:
-            os.close(fd)
-
-    def _index(self, path: str, size: int) -> Sequence[int] | None:
-        try:
-            with open(lidx.index_path(path), "rb") as f:
-                offsets = lidx.parse_index(f.read())
-        except (OSError, ValueError):
-            return None
-        if offsets is None or len(offsets) < self.n or (self.n and offsets[self.n - 1] > size):
-            return None
-        return offsets
+        self.offsets: Sequence[int] = view.item_ends
+        self.extent = self.offsets[self.n - 1] if self.n else 0
+        self.mm = (mmap.mmap(view.fileno(), self.extent, access=mmap.ACCESS_READ)
+                   if self.extent else None)
 
     def close(self) -> None:
         if self.mm is not None:

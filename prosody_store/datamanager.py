@@ -690,6 +690,17 @@ class ListView(Sequence[Any]):
     def __len__(self) -> int:
         return len(self._offsets)
 
+    @property
+    def item_ends(self) -> array[int]:
+        """The byte offset where each item ends (the index in use: the
+        ``.lidx``'s, or the one rebuilt from the list).  Do not change it."""
+        return self._offsets
+
+    def fileno(self) -> int:
+        """The descriptor of the list as it was opened (for ``mmap``); -1 for the
+        view of a list that does not exist.  It belongs to the view: do not close it."""
+        return self._check_open()
+
     def _bounds(self, i: int) -> tuple[int, int]:
         return (self._offsets[i - 1] if i else 0), self._offsets[i]
 
