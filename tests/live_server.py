@@ -14,6 +14,7 @@ import http.client
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -114,10 +115,18 @@ class LiveServer:
 
 
 def request(port: int, method: str, path: str, body: bytes | str | None = None,
-            headers: dict[str, str] | None = None,
-            timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
-    """One request on a new connection: (status, lower-cased headers, body)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            headers: dict[str, str] | None = None, timeout: float = 60, *,
+            source: str | None = None,
+            tls: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection to 127.0.0.1: (status, lower-cased
+    headers, body); from the local address ``source``, over TLS with ``tls``."""
+    where = {"source_address": (source, 0)} if source else {}
+    conn: http.client.HTTPConnection
+    if tls is None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, **where)
+    else:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls,
+                                           **where)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

@@ -7,8 +7,11 @@ from the README itself.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -147,9 +150,10 @@ def seed(data) -> dict[tuple[str, str, str], object]:
     return values
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("rights")
+@contextlib.contextmanager
+def rights_world(tmp: Path) -> Iterator[tuple[LiveServer, Path, dict, dict]]:
+    """The real server on the seeded accounts, admins and stores of the table:
+    (server, data directory, seeded values, snapshot of the data)."""
     data = demo_copy(tmp)
     values = seed(data)
     config = tmp / "prosody.cfg.lua"
@@ -159,6 +163,12 @@ def world(tmp_path_factory):
     pristine = snapshot(data)
     with LiveServer(data, "--prosody-config", str(config)) as server:
         yield server, data, values, pristine
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with rights_world(tmp_path_factory.mktemp("rights")) as made:
+        yield made
 
 
 def snapshot(root) -> dict[str, bytes]:

@@ -23,7 +23,7 @@ import pytest
 from prosody_store.datamanager import DataManager
 from prosody_store import errors
 from tests.conftest import skip_or_fail
-from tests.live_server import demo_on_tmpfs
+from tests.live_server import demo_copy, demo_on_tmpfs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "fixtures" / "demo"
@@ -77,9 +77,7 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 @pytest.fixture
 def demo(tmp_path) -> Path:
-    target = tmp_path / "data"
-    shutil.copytree(DEMO, target)
-    return target
+    return demo_copy(tmp_path)
 
 
 @pytest.fixture

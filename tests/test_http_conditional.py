@@ -27,8 +27,8 @@ from tests.test_attack_rights import (
     column,
     jid_of,
     restore,
+    rights_world,
     row,
-    seed,
     snapshot,
 )
 
@@ -499,15 +499,7 @@ def test_merge_patch_refusals(tmp_path):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The accounts, admins and stores of tests/test_attack_rights.py."""
-    tmp = tmp_path_factory.mktemp("patch_rights")
-    data = demo_copy(tmp)
-    seed(data)
-    config = tmp / "prosody.cfg.lua"
-    config.write_text(f'data_path = "{data}"\n'
-                      'VirtualHost "localhost"\n    admins = { "hadmin@localhost" }\n'
-                      'VirtualHost "example.com"\n    admins = { "xadmin@example.com" }\n')
-    pristine = snapshot(data)
-    with LiveServer(data, "--prosody-config", str(config)) as server:
+    with rights_world(tmp_path_factory.mktemp("patch_rights")) as (server, data, _, pristine):
         yield server, data, pristine
 
 

@@ -32,6 +32,7 @@ from tests.live_server import (
     demo_auth,
     demo_copy,
     free_port,
+    request,
 )
 
 NGINX_SITE = ROOT / "contrib" / "nginx" / "prosody-store.conf"
@@ -56,18 +57,7 @@ def request_from(address: str, port: int, method: str, path: str, body: bytes | 
                  headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None,
                  timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     """One request to 127.0.0.1:port from the local address ``address``."""
-    if tls is None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
-                                          source_address=(address, 0))
-    else:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
-                                           source_address=(address, 0), context=tls)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
+    return request(port, method, path, body, headers, timeout, source=address, tls=tls)
 
 
 def access_lines(server: LiveServer) -> list[str]:
