@@ -1,4 +1,5 @@
-"""Passwords of Prosody accounts: verify them, hash them, cache the verdicts.
+"""Passwords of Prosody accounts: verify them, hash them, cache the verdicts;
+the records of new and changed accounts, and of their roles.
 
 An account is the table in ``accounts/<user>.dat`` (see SPEC section 5), as a
 dict (for instance from :func:`prosody_store.serialization.loads`):
@@ -27,6 +28,12 @@ empty, or empty after SASLprep, is not a password (``internal_plain`` would
 accept the empty password).  And we never write: Prosody would replace a plain
 ``password`` in a hashed record with keys on a successful login.
 
+:func:`new_account` and :func:`changed_password` build the records that the
+auth modules' ``create_user`` and ``set_password`` write (Prosody 0.12's
+shape, or 13's with ``created``/``updated``); :func:`set_role_012` and
+:func:`set_role_13` the records of ``mod_authz_internal`` (stores ``roles``
+and ``account_roles``).  They are pure: the caller reads and writes the files.
+
 :class:`CredentialCache` remembers successful verifications so that a service
 need not run PBKDF2 on every request; see its docstring.
 """
@@ -40,6 +47,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any, Hashable, Literal, Mapping
 
+from prosody_store.errors import Error
 from prosody_store.jid import JIDError, saslprep
 
 __all__ = [
@@ -47,6 +55,19 @@ __all__ = [
     "derivation_cost",
     "dummy_derivation",
     "hash_password",
+    "new_account",
+    "changed_password",
+    "record_hash",
+    "is_plain",
+    "checked_password",
+    "PasswordError",
+    "RoleError",
+    "ADMIN_ROLE",
+    "BUILTIN_ROLES_13",
+    "DEFAULT_ROLE_13",
+    "set_role_012",
+    "set_role_13",
+    "role_names",
     "scram_keys",
     "fingerprint",
     "CredentialCache",
@@ -124,6 +145,164 @@ def hash_password(password: str | bytes, *, iterations: int = DEFAULT_ITERATIONS
         "salt": salt,
         "iteration_count": iterations,
     }
+
+
+class PasswordError(JIDError):
+    """A password we refuse to store: fails SASLprep, or nothing is left of it."""
+
+
+def checked_password(password: str | bytes) -> str:
+    """The SASLprep-ed password, as both auth modules use it;
+    :class:`PasswordError` if it fails SASLprep or is empty after it.
+
+    Prosody would store a password that SASLprep maps to nothing; we refuse
+    it, as :func:`verify_password` never accepts an empty plain password.
+    """
+    try:
+        prepped = saslprep(password)
+    except JIDError as err:
+        raise PasswordError(f"the password fails SASLprep: {err}") from None
+    if not prepped:
+        raise PasswordError("the password is empty (after SASLprep)")
+    return prepped
+
+
+def _timestamps(record: dict[str, Any], now: int | None, *, created: bool) -> None:
+    """Prosody 13's ``created``/``updated`` (whole seconds); 0.12 writes neither (``now`` None)."""
+    if now is not None:
+        if created:
+            record["created"] = now
+        record["updated"] = now
+
+
+def new_account(password: str | bytes, *, plain: bool = False, hash: str = "sha1",
+                iterations: int = DEFAULT_ITERATIONS, now: int | None = None) -> dict[str, Any]:
+    """The account record Prosody's ``create_user`` writes.
+
+    ``internal_hashed``: ``{stored_key, server_key, salt, iteration_count}``
+    (:func:`hash_password`); ``internal_plain`` (``plain=True``):
+    ``{password}``, SASLprep-ed.  ``now`` (seconds since the epoch) adds
+    Prosody 13's ``created`` and ``updated``; leave it None for 0.12's shape.
+    :class:`PasswordError` for a password we refuse (:func:`checked_password`).
+    """
+    prepped = checked_password(password)
+    record = {"password": prepped} if plain else hash_password(
+        prepped, iterations=iterations, hash=hash)
+    _timestamps(record, now, created=True)
+    return record
+
+
+_SCRAM_FIELDS = ("stored_key", "server_key", "salt", "iteration_count")
+
+
+def changed_password(record: Mapping[str, Any], password: str | bytes, *, plain: bool = False,
+                     hash: str = "sha1", iterations: int = DEFAULT_ITERATIONS,
+                     now: int | None = None) -> dict[str, Any]:
+    """``record`` with a new password, as the auth modules' ``set_password``.
+
+    Every other field stays (``created``, ``disabled``, ...).  Hashed: a new
+    salt, the iteration count ``max(old, iterations)``, new keys, and no
+    plain ``password`` field.  Plain: the SASLprep-ed ``password``; unlike
+    ``internal_plain`` we also drop the SCRAM fields of the old password, so
+    that no credential of it is left.  ``now``: Prosody 13's ``updated``.
+    """
+    prepped = checked_password(password)
+    updated = dict(record)
+    if plain:
+        for field in _SCRAM_FIELDS:
+            updated.pop(field, None)
+        updated["password"] = prepped
+    else:
+        old = _iteration_count(record.get("iteration_count"), PROSODY_MAX_ITERATIONS) or 0
+        updated.pop("password", None)
+        updated.update(hash_password(prepped, iterations=max(old, iterations), hash=hash))
+    _timestamps(updated, now, created=False)
+    return updated
+
+
+def record_hash(record: Any) -> str | None:
+    """``"sha1"`` or ``"sha256"`` for a hashed record (by its key length), else None."""
+    if not isinstance(record, Mapping):
+        return None
+    stored = record.get("stored_key")
+    return _HEX_LENGTHS.get(len(stored)) if isinstance(stored, (str, bytes)) else None
+
+
+def is_plain(record: Any) -> bool:
+    """True for an ``internal_plain`` record: a non-empty ``password``, no SCRAM keys."""
+    return (isinstance(record, Mapping) and record_hash(record) is None
+            and isinstance(record.get("password"), (str, bytes))
+            and len(record["password"]) > 0)
+
+
+# --- roles (mod_authz_internal) ----------------------------------------------
+
+ADMIN_ROLE = "prosody:admin"
+
+BUILTIN_ROLES_13 = ("prosody:guest", "prosody:registered", "prosody:member",
+                    "prosody:admin", "prosody:operator")
+"""The roles Prosody 13's ``mod_authz_internal`` registers (``custom_roles`` add more)."""
+
+DEFAULT_ROLE_13 = "prosody:registered"
+"""Prosody 13's ``default_user_role`` (``prosody:guest`` on anonymous hosts)."""
+
+
+class RoleError(Error, ValueError):
+    """A role Prosody would not accept."""
+
+
+def set_role_012(role: str) -> dict[str, Any] | None:
+    """Prosody 0.12's ``roles`` record for a user whose one role is ``role``.
+
+    0.12 keeps a set, ``{["prosody:admin"] = true}``; ``mod_admin_shell``
+    reads ``admin`` as ``prosody:admin``.  ``none`` (a normal user, the empty
+    set) gives None: the file goes.
+    """
+    if role == "none":
+        return None
+    role = ADMIN_ROLE if role == "admin" else role
+    if not role or ":" not in role:
+        raise RoleError(f"unknown role {role!r} (prosody:admin, admin or none; "
+                        "other roles are namespaced, e.g. example:role)")
+    return {role: True}
+
+
+def set_role_13(current: Any, role: str, default_role: str = DEFAULT_ROLE_13,
+                known: tuple[str, ...] = BUILTIN_ROLES_13) -> dict[str, Any] | None:
+    """Prosody 13's ``account_roles`` record after ``set_user_role(user, role)``.
+
+    The primary role is ``_default``; other keys are secondary roles (``true``),
+    kept, except ``role`` itself (a primary role is not also secondary).  The
+    host's default role is not stored.  ``admin`` is read as
+    ``prosody:admin`` and ``none`` as the default role.  A role Prosody does
+    not know raises :class:`RoleError`, as ``set_user_role`` does.  None: the
+    record is empty and the file goes.
+    """
+    role = {"admin": ADMIN_ROLE, "none": default_role}.get(role, role)
+    if role not in known and role != default_role:
+        raise RoleError(f"unknown role {role!r} (one of {', '.join(known)})")
+    record = dict(current) if isinstance(current, Mapping) else {}
+    record.pop(role, None)
+    if role == default_role:
+        record.pop("_default", None)
+    else:
+        record["_default"] = role
+    return record or None
+
+
+def role_names(record: Any, version: str, default_role: str = DEFAULT_ROLE_13) -> list[str]:
+    """The roles a ``roles`` (0.12) or ``account_roles`` (13) record gives, primary first.
+
+    0.12: every key whose value is true, sorted.  13: ``_default`` (or the
+    default role), then the secondary roles, sorted.
+    """
+    table = record if isinstance(record, Mapping) else {}
+    if version == "0.12":
+        return sorted(k for k, v in table.items() if isinstance(k, str) and _lua_truthy(v))
+    primary = table.get("_default")
+    secondary = sorted(k for k, v in table.items()
+                       if isinstance(k, str) and k != "_default" and _lua_truthy(v))
+    return [primary if isinstance(primary, str) else default_role] + secondary
 
 
 def _lua_truthy(value: Any) -> bool:

@@ -219,10 +219,11 @@ def test_listings(corpus13):
 
 def test_help_has_examples():
     top = run(None, "--help").stdout.decode()
-    assert "examples:" in top and "archive expire" in top
+    assert "examples:" in top and "archive expire" in top and "user add" in top
     for cmd in (["get"], ["put"], ["append"], ["delete"], ["hosts"], ["users"], ["stores"],
                 ["export"], ["import"], ["archive", "expire"], ["verify"], ["reindex"],
-                ["serve"]):
+                ["serve"], ["user"], ["user", "add"], ["user", "passwd"], ["user", "delete"],
+                ["user", "role"], ["user", "list"]):
         text = run(None, *cmd, "--help").stdout.decode()
         assert "example" in text, cmd
 

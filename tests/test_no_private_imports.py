@@ -31,6 +31,11 @@ ALLOWED_PRIVATE_MODULES = {
     ("prosody_store.serialization", "prosody_store._fast_reader"),
     ("prosody_store.serialization", "prosody_store._lua_table"),
     ("prosody_store._fast_reader", "prosody_store._lua_table"),
+    # the optional C modules, where built (None otherwise): the codec and export's encoder
+    ("prosody_store.serialization", "prosody_store._speedups"),
+    ("prosody_store.export", "prosody_store._speedups"),
+    # the package says which implementation is in use (prosody_store.IMPLEMENTATION)
+    ("prosody_store", "prosody_store._speedups"),
 }
 
 # Underscored but public by convention (namedtuple API).

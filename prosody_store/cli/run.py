@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 import prosody_store
-from prosody_store.cli import archive, backup, data, migrate, serve, verify
+from prosody_store.cli import archive, backup, data, migrate, serve, user, verify
 from prosody_store.cli.common import (
     DATA_ERRORS,
     RAW,
@@ -31,6 +31,7 @@ EPILOG = """\
 examples:
   prosody-store get alice@example.com roster | jq .
   prosody-store users example.com --store accounts
+  prosody-store user add alice@example.com < password.txt
   prosody-store export -o /backup/prosody.jsonl && prosody-store --data-path /srv/new import /backup/prosody.jsonl
   prosody-store archive expire --older-than 90d
   prosody-store verify || echo "damaged files"
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=RAW)
     location_options(parser, None)
     parser.add_argument("--version", action="version",
-                        version=f"prosody-store {prosody_store.__version__}")
+                        version=f"prosody-store {prosody_store.__version__} "
+                                f"(codec: {prosody_store.IMPLEMENTATION})")
     common = argparse.ArgumentParser(add_help=False)
     location_options(common, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_commands(commands, common)
     migrate.add_parser(commands, common)
     serve.add_parser(commands, common)
+    user.add_parser(commands, common)
     return parser
 
 
