@@ -1,8 +1,10 @@
-"""A real ``prosody-store serve`` (waitress) on 127.0.0.1, for tests that talk HTTP to it.
+"""A real ``prosody-store serve`` (waitress or granian) on 127.0.0.1, for tests that talk HTTP to it.
 
 ``LiveServer(data_path, *extra_args)`` starts ``python -m prosody_store serve`` on
 a free loopback port as a subprocess and waits until it accepts connections;
-``close()`` stops it.  ``demo_copy(tmp)`` copies ``fixtures/demo`` (accounts
+``close()`` stops it.  ``server_options(name)`` are the options that choose the
+server (``SERVERS``: waitress, the default, and granian with 2 workers), for
+fixtures parametrized over both; it skips (fails in CI) when granian is missing.  ``demo_copy(tmp)`` copies ``fixtures/demo`` (accounts
 made by real prosodyctl) into a temporary directory.  ``request()`` is one
 HTTP/1.1 exchange over :mod:`http.client`.
 """
@@ -13,6 +15,7 @@ import contextlib
 import http.client
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -27,6 +30,24 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 DEMO_PASSWORDS = {"alice": "wonderland", "bob": "builder", "admin": "demo-admin"}
+
+SERVERS = ("waitress", "granian")
+"""The servers ``prosody-store serve --server`` runs."""
+GRANIAN_WORKERS = 2
+
+
+def server_options(name: str, workers: int = GRANIAN_WORKERS) -> tuple[str, ...]:
+    """The ``serve`` options that run server ``name`` (granian: with ``workers``
+    worker processes); skips the test (fails it in CI) if granian is missing."""
+    if name == "waitress":
+        return ()
+    try:
+        import granian  # noqa: F401
+    except ImportError:
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("granian is not installed (pip install 'prosody-store[fast]')")
+    return ("--server", name, "--workers", str(workers))
 
 
 def basic(jid: str | bytes, password: str | bytes) -> str:
@@ -71,8 +92,11 @@ class LiveServer:
         # wrapper: a command that runs the server, such as setpriv dropping root's
         # power to ignore file permissions; preexec_fn: run in the child before it
         # starts (resource limits, say).
+        # Its own process group, so that close() can end what it started (granian's
+        # worker processes) even if the server itself did not.
         self.proc = subprocess.Popen([*wrapper, *command, *args], cwd=ROOT, stdout=self._log,
-                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+                                     stderr=subprocess.STDOUT, preexec_fn=preexec_fn,
+                                     start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
@@ -105,7 +129,24 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=STOP_TIMEOUT)
+        self._end_group()
         self._log.close()
+
+    def _end_group(self) -> None:
+        """Give processes left in the server's group (a worker that outlived its
+        server) STOP_TIMEOUT to end after SIGTERM, then SIGKILL them."""
+        deadline = time.monotonic() + STOP_TIMEOUT
+        sig = signal.SIGTERM
+        while True:
+            try:
+                os.killpg(self.proc.pid, sig)  # the group the server leads (its pid)
+            except (ProcessLookupError, PermissionError):
+                return  # nothing left
+            if sig == signal.SIGKILL:
+                return
+            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                sig = signal.SIGKILL
 
     def __enter__(self) -> "LiveServer":
         return self

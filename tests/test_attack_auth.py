@@ -1,4 +1,4 @@
-"""Attacks on authentication, over the real server (waitress on 127.0.0.1).
+"""Attacks on authentication, over the real server (waitress, and granian with 2 workers, on 127.0.0.1).
 
 Bad credentials of every kind get 401 and nothing else; no account record
 makes a login cost more than a normal one; an unknown user and a wrong
@@ -14,9 +14,16 @@ import pytest
 
 from prosody_store.accounts import hash_password
 from prosody_store.datamanager import DataManager
-from tests.live_server import LiveServer, basic, demo_auth
+from tests.live_server import SERVERS, LiveServer, basic, demo_auth, server_options
 
 JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(params=SERVERS)
+def server(demo_data, request):
+    """The real service on ``demo_data`` under each server (admin@localhost is --admin)."""
+    with LiveServer(demo_data, *server_options(request.param)) as live:
+        yield live
 
 
 def assert_401_only(status, headers, body):

@@ -1,4 +1,5 @@
-"""Attacks on rights, over the real server (waitress on 127.0.0.1): no user gains rights.
+"""Attacks on rights, over the real server (waitress, and granian with 2 workers, on
+127.0.0.1): no user gains rights.
 
 Each test replays a request that worked before the rights model and asserts
 that it no longer does; the property test checks every (requester, owner,
@@ -21,7 +22,15 @@ from prosody_store import json as pjson
 from prosody_store.accounts import hash_password
 from prosody_store.datamanager import DataManager
 from tests.tagged import canon, canon_tagged
-from tests.live_server import ROOT, LiveServer, basic, demo_auth, demo_copy
+from tests.live_server import (
+    ROOT,
+    SERVERS,
+    LiveServer,
+    basic,
+    demo_auth,
+    demo_copy,
+    server_options,
+)
 
 JSON = {"Content-Type": "application/json"}
 PLAIN_PASSWORD = "letmein-{}"
@@ -151,9 +160,9 @@ def seed(data) -> dict[tuple[str, str, str], object]:
 
 
 @contextlib.contextmanager
-def rights_world(tmp: Path) -> Iterator[tuple[LiveServer, Path, dict, dict]]:
-    """The real server on the seeded accounts, admins and stores of the table:
-    (server, data directory, seeded values, snapshot of the data)."""
+def rights_world(tmp: Path, *server_args: str) -> Iterator[tuple[LiveServer, Path, dict, dict]]:
+    """The real server (options ``server_args``) on the seeded accounts, admins and
+    stores of the table: (server, data directory, seeded values, snapshot of the data)."""
     data = demo_copy(tmp)
     values = seed(data)
     config = tmp / "prosody.cfg.lua"
@@ -161,13 +170,13 @@ def rights_world(tmp: Path) -> Iterator[tuple[LiveServer, Path, dict, dict]]:
                       'VirtualHost "localhost"\n    admins = { "hadmin@localhost" }\n'
                       'VirtualHost "example.com"\n    admins = { "xadmin@example.com" }\n')
     pristine = snapshot(data)
-    with LiveServer(data, "--prosody-config", str(config)) as server:
+    with LiveServer(data, "--prosody-config", str(config), *server_args) as server:
         yield server, data, values, pristine
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    with rights_world(tmp_path_factory.mktemp("rights")) as made:
+@pytest.fixture(scope="module", params=SERVERS)
+def world(tmp_path_factory, request):
+    with rights_world(tmp_path_factory.mktemp("rights"), *server_options(request.param)) as made:
         yield made
 
 

@@ -1,4 +1,5 @@
-"""Failures of the filesystem and hostile names, over the real server (waitress on 127.0.0.1).
+"""Failures of the filesystem and hostile names, over the real server (waitress, and
+granian with 2 workers, on 127.0.0.1).
 
 Each answers a 4xx/5xx with a one-line reason that names no server path
 (the detail goes to the server's log), and loses nothing: 404 for names no
@@ -18,13 +19,26 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.live_server import LiveServer, demo_auth, demo_on_tmpfs
+from tests.live_server import SERVERS, LiveServer, demo_auth, demo_on_tmpfs, server_options
 
 JSON = {"Content-Type": "application/json"}
 WRITES = [("PUT", "/data/settings", b'{"theme":"dark"}'),
           ("POST", "/data/notes", b'{"text":"hi"}'),
           ("PUT", "/data/roster", b'{"x":{"subscription":"both"}}'),
           ("DELETE", "/data/roster", None)]
+
+
+@pytest.fixture(params=SERVERS)
+def server_args(request) -> tuple[str, ...]:
+    """The options choosing each server in turn."""
+    return server_options(request.param)
+
+
+@pytest.fixture
+def server(demo_data, server_args):
+    """The real service on ``demo_data`` under each server (admin@localhost is --admin)."""
+    with LiveServer(demo_data, *server_args) as live:
+        yield live
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -110,11 +124,11 @@ def mount(tmp_path):
         yield point
 
 
-def test_read_only_filesystem_is_503(mount):
+def test_read_only_filesystem_is_503(mount, server_args):
     data = mount / "data"
     subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
     before = snapshot(data)
-    with LiveServer(data, log_path=mount.parent / "server.log") as server:
+    with LiveServer(data, *server_args, log_path=mount.parent / "server.log") as server:
         for method, path, body in WRITES:
             status, _, answer = server.request(method, path, body, {**demo_auth("alice"), **JSON})
             assert_reason(status, answer, 503, data)
@@ -123,7 +137,7 @@ def test_read_only_filesystem_is_503(mount):
     assert snapshot(data) == before
 
 
-def test_full_disk_is_507_and_loses_nothing(mount):
+def test_full_disk_is_507_and_loses_nothing(mount, server_args):
     data = mount / "data"
     filler = mount / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
@@ -136,7 +150,7 @@ def test_full_disk_is_507_and_loses_nothing(mount):
         os.close(fd)
     before = snapshot(data)
     big = b'{"notes":"' + b"x" * 200_000 + b'"}'
-    with LiveServer(data, log_path=mount.parent / "server.log") as server:
+    with LiveServer(data, *server_args, log_path=mount.parent / "server.log") as server:
         for method, path, body in [("PUT", "/data/roster", big), ("PUT", "/data/settings", big),
                                    ("POST", "/data/notes", big)]:
             status, _, answer = server.request(method, path, body, {**demo_auth("alice"), **JSON})
@@ -148,14 +162,14 @@ def test_full_disk_is_507_and_loses_nothing(mount):
         k: v for k, v in before.items() if v is not None}
 
 
-def test_permission_denied_is_500_not_no_data(demo_data):
+def test_permission_denied_is_500_not_no_data(demo_data, server_args):
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         skip_or_fail("needs root and setpriv to run the server without root's file powers")
     roster = demo_data / "localhost" / "roster"
     roster.chmod(0)
     try:
         wrapper = ("setpriv", "--bounding-set", "-dac_override,-dac_read_search")
-        with LiveServer(demo_data, wrapper=wrapper) as server:
+        with LiveServer(demo_data, *server_args, wrapper=wrapper) as server:
             for method, path, body in [("GET", "/data/roster", None), *WRITES[2:]]:
                 status, _, answer = server.request(method, path, body,
                                                    {**demo_auth("alice"), **JSON})

@@ -14,7 +14,15 @@ import sys
 
 import pytest
 
-from tests.live_server import ROOT, LiveServer, demo_auth, demo_copy, free_port
+from tests.live_server import (
+    ROOT,
+    SERVERS,
+    LiveServer,
+    demo_auth,
+    demo_copy,
+    free_port,
+    server_options,
+)
 
 RUN_TIMEOUT = 30  # seconds: a refused option must exit long before this
 
@@ -45,6 +53,7 @@ def one_line(stderr: str) -> str:
     ("--connection-limit", "0"), ("--connection-limit", "-1"),
     ("--idle-timeout", "0"), ("--idle-timeout", "-3"),
     ("--request-timeout", "0"), ("--request-timeout", "-3"),
+    ("--workers", "0"), ("--workers", "1000"),
 ])
 def test_nonsensical_limit_is_a_usage_error(option, value):
     proc = serve(option, value)
@@ -69,25 +78,28 @@ def test_help_documents_the_limits():
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     for option in ("--threads", "--max-body", "--connection-limit", "--idle-timeout",
-                   "--request-timeout"):
+                   "--request-timeout", "--server", "--workers"):
         assert option in text
     assert "default 1000" in text and "default 30" in text
+    assert "granian" in text and "store[fast]" in text
 
 
-def test_port_in_use_is_one_line_naming_the_address():
+@pytest.mark.parametrize("server", SERVERS)
+def test_port_in_use_is_one_line_naming_the_address(server):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        proc = serve(port=port)
+        proc = serve(*server_options(server), port=port)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     line = one_line(proc.stderr)
     assert f"127.0.0.1:{port}" in line and "in use" in line, line
 
 
-def test_unresolvable_address_is_a_usage_error():
+@pytest.mark.parametrize("server", SERVERS)
+def test_unresolvable_address_is_a_usage_error(server):
     command = [sys.executable, "-m", "prosody_store", "--data-path", "fixtures/demo", "serve",
-               "--listen", "no-such-host.invalid:5280"]
+               "--listen", "no-such-host.invalid:5280", *server_options(server)]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           timeout=RUN_TIMEOUT)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)

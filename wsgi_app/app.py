@@ -8,9 +8,12 @@
     DELETE           /data[/<host>/<user>]/<store>
     GET | HEAD       /health   (no authentication: 200 or 503, no data)
 
-This module only maps HTTP to store calls: Werkzeug parses requests and
-headers, :mod:`wsgi_app.auth` says who is asking, :mod:`wsgi_app.rights` what
-they may do, :mod:`wsgi_app.edits` makes ETags, evaluates preconditions and
+This module only maps HTTP to store calls: every request takes one path
+(:meth:`DataAccessApp.dispatch`: the route by splitting the path, the limits,
+the login, the rights, the method), Werkzeug parses what a plain read does
+not need (``Accept`` beyond ``*/*``, preconditions, bodies, queries),
+:mod:`wsgi_app.auth` says who is asking, :mod:`wsgi_app.rights` what they may
+do, :mod:`wsgi_app.edits` makes ETags, evaluates preconditions and
 merges patches, :mod:`prosody_store` does the data work.  Every error is an
 ``HTTPException`` with a one-line plain-text reason, and nothing is written
 before a request has been fully validated.  Every write checks its
@@ -43,7 +46,7 @@ from werkzeug.exceptions import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.http import quote_etag
 from werkzeug.wrappers import Request, Response
 
 from prosody_store.formats import FORMATS, Format, by_media_type
@@ -79,16 +82,33 @@ MEDIA_TYPES = [f.media_type for f in FORMATS.values()]
 STORE_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 
 
-class SegmentsConverter(BaseConverter):
-    """Whatever follows ``/data``: nothing, or ``/`` and anything (empty segments
-    included, which :meth:`DataAccessApp.resolve` ignores as Prosody does)."""
+Answer = tuple[str, "Iterable[tuple[str, str]]", bytes]
+"""A response of the lean path: status line, headers, body (the whole of it)."""
 
-    regex = r"(?:/[\s\S]*)?"
-    part_isolating = False
+DEFAULT_FORMAT = next(iter(FORMATS.values()))
+"""What a request without a format or ``Accept`` gets."""
+DATA_PATH = "/data"
+HEALTH_PATH = "/health"
+OPENAPI_PATH = "/data/openapi.json"
+UNAUTHENTICATED_PATHS = (HEALTH_PATH, OPENAPI_PATH)
+"""Paths answered without credentials (with 405 for a method they do not have)."""
+API_METHODS = (*READ_METHODS, *WRITE_METHODS)
+BODY_METHODS = ("PUT", "POST", "PATCH")
 
 
 class DataAccessApp:
-    """The WSGI application.  See :func:`wsgi_app.create_app` for the options."""
+    """The WSGI application.  See :func:`wsgi_app.create_app` for the options.
+
+    Every request takes one path (:meth:`dispatch`): the route from splitting
+    the path (three paths, so no router), the credentials from the login
+    cache (:meth:`Authenticator.cached_login`: a digest, a dictionary lookup,
+    a ``stat``) or a full login, the rights from :class:`Rights`, then the
+    method.  A GET or HEAD of a keyval store without preconditions is
+    answered from :class:`BodyCache`, whose entries hold the body and its
+    headers (ETag included) while the file is unchanged; everything else
+    (conditional requests, content negotiation, lists, writes, errors) is
+    parsed by Werkzeug's ``Request`` and answered by its ``Response``.
+    """
 
     wsgi_app: WSGIApplication
     """What :meth:`__call__` calls: :meth:`handle`, wrapped in middleware by
@@ -107,13 +127,9 @@ class DataAccessApp:
         self.require_precondition = require_precondition
         """True: PUT, PATCH and DELETE without If-Match or If-None-Match get 428."""
         self.bodies = BodyCache()
-        methods = (*READ_METHODS, *WRITE_METHODS)
-        self.url_map = Map([
-            Rule("/data<segments:path>", endpoint="data", methods=methods),
-            Rule("/health", endpoint="health", methods=READ_METHODS),
-            Rule("/data/openapi.json", endpoint="openapi", methods=READ_METHODS),
-        ], converters={"segments": SegmentsConverter}, strict_slashes=False,
-            merge_slashes=False, redirect_defaults=False)
+        # The path of a store's .dat, computed once per (user, host, store): the
+        # names are prepared already, so this is pure (and bounded).
+        self.store_path = functools.lru_cache(maxsize=4096)(self._store_path)
         self.wsgi_app = self.handle
 
     # -- WSGI ----------------------------------------------------------------------
@@ -126,42 +142,53 @@ class DataAccessApp:
 
     def handle(self, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
         try:
-            response = self.dispatch(request)
+            answer = self.dispatch(environ)
         except HTTPException as exc:
-            response = error_response(exc)
+            answer = error_response(exc)
         except Exception:  # a bug: the details to the log, one line to the client
-            log.exception("internal error on %s %s", request.method, request.path)
-            response = error_response(InternalServerError("internal server error"))
-        return response(environ, start_response)
+            log.exception("internal error on %s %s", environ.get("REQUEST_METHOD"),
+                          _decoded(environ.get("SCRIPT_NAME", "")
+                                   + environ.get("PATH_INFO", "")))
+            answer = error_response(InternalServerError("internal server error"))
+        if isinstance(answer, Response):
+            return answer(environ, start_response)
+        status, headers, body = answer
+        start_response(status, list(headers))
+        return [body]
 
-    def dispatch(self, request: Request) -> Response:
-        adapter = self.url_map.bind_to_environ(request.environ)
-        try:
-            endpoint, args = adapter.match()
-        except MethodNotAllowed as exc:
-            if request.path not in ("/health", "/data/openapi.json"):
-                self.authenticate(request)  # without valid credentials, nothing but 401
-            exc.description = f"method {request.method} not allowed"
-            raise
-        except NotFound:
-            raise NotFound("no such path: the API is /data[/<host>/<user>]/<store>") from None
-        if endpoint == "health":
-            return self.health()
-        if endpoint == "openapi":  # the API's description: no auth, no data
+    def dispatch(self, environ: WSGIEnvironment) -> Response | Answer:
+        """The one path of every request: route, limits, credentials, rights, method."""
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        # /health and /data/openapi.json, with or without a trailing slash.
+        fixed = path[:-1] if path.endswith("/") and path[:-1] in UNAUTHENTICATED_PATHS else path
+        if fixed in UNAUTHENTICATED_PATHS and method in READ_METHODS:
+            if fixed == HEALTH_PATH:
+                return self.health()
+            # The API's description: no auth, no data.
             return Response(openapi.document_bytes(), status=200,
                             content_type="application/json; charset=utf-8")
-        user = self.authenticate(request)
-        host, node, store, fmt = self.resolve(args["path"], user)
+        if fixed == HEALTH_PATH:
+            raise MethodNotAllowed(list(READ_METHODS), description=f"method {method} not allowed")
+        if path != DATA_PATH and not path.startswith("/data/"):
+            raise NotFound("no such path: the API is /data[/<host>/<user>]/<store>")
+        if method not in API_METHODS:
+            if fixed != OPENAPI_PATH:
+                self.authenticate(environ)  # without valid credentials, nothing but 401
+            raise MethodNotAllowed(list(API_METHODS), description=f"method {method} not allowed")
+        if method in BODY_METHODS:
+            self.check_length(environ)  # before the credentials: waitress does so too
+        user = self.authenticate(environ)
+        host, node, store, fmt = self.resolve(_decoded(path[len(DATA_PATH):]), user)
         try:
             access = self.rights.access(user.node, user.host, node, host, store)
-            method = request.method
             if not permits(access, method):
                 verb = "read" if method in READ_METHODS else "change"
                 raise Forbidden(f"{user.jid} may not {verb} store {store!r} of {node}@{host}")
             if method in READ_METHODS:
-                return self.get(request, host, node, store, fmt, access)
+                return self.read(environ, host, node, store, fmt, access)
+            request = Request(environ)
             if fmt is not None:
                 raise NotFound("a format is only meaningful for GET")
             preconditions = preconditions_of(request)
@@ -176,18 +203,41 @@ class DataAccessApp:
         except (StoreError, OSError) as err:
             raise storage_failure(err, store, f"{node}@{host}") from None
 
+    def check_length(self, environ: WSGIEnvironment) -> None:
+        """413 for a declared ``Content-Length`` over ``max_body``, before anything
+        else looks at the request.  (waitress refuses such a body itself, while
+        reading it; under granian this is where it is refused.  A body without
+        a length is read to ``max_body`` + 1 bytes at most, after the login.)"""
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit() and int(length) > self.max_body:
+            raise RequestEntityTooLarge(f"body larger than {self.max_body} bytes")
+
     # -- who and what --------------------------------------------------------------
 
-    def authenticate(self, request: Request) -> User:
+    def authenticate(self, environ: WSGIEnvironment) -> User:
+        """The user of the request's credentials, or 401.
+
+        A header value that logged in before answers from the login cache;
+        any other goes to :meth:`Authenticator.authenticate` (which costs
+        every failure the same)."""
+        header = environ.get("HTTP_AUTHORIZATION")
+        user = None if header is None else self.auth.cached_login(header)
+        if user is None:
+            user = self.login(environ, header)
+        environ[USER_KEY] = user.jid
+        return user
+
+    def login(self, environ: WSGIEnvironment, header: str | None) -> User:
         try:
-            credentials = request.authorization
+            credentials = Authorization.from_header(header)
         except ValueError:  # Werkzeug's base64 decoding of non-ASCII ("Basic \x80")
             credentials = None
+        request = Request(environ)
         if credentials is None or credentials.type != "basic":
             raise self.unauthorized(request, credentials, "HTTP Basic credentials required")
         try:
-            user = self.auth.authenticate(credentials.username or "",
-                                          credentials.password or "")
+            return self.auth.authenticate(credentials.username or "",
+                                          credentials.password or "", header)
         except AuthError as err:
             # The reason stays here (and in the log): telling "no such account" from
             # "wrong password" would let anyone probe which accounts exist.
@@ -196,8 +246,6 @@ class DataAccessApp:
                              name if len(name) <= 200 else name[:200] + "...",
                              request.remote_addr or "-", limits.brief(err))
             raise self.unauthorized(request, credentials, "bad credentials") from None
-        request.environ[USER_KEY] = user.jid
-        return user
 
     def unauthorized(self, request: Request, credentials: Authorization | None,
                      reason: str) -> Unauthorized:
@@ -218,6 +266,9 @@ class DataAccessApp:
         host = request.host
         host = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
         return host or "localhost"
+
+    def _store_path(self, node: str, host: str, store: str) -> str:
+        return self.dm.getpath(node, host, store)
 
     def resolve(self, path: str, user: User) -> tuple[str, str, str, str | None]:
         """Host, user, store and format from the path, as mod_data_access splits it."""
@@ -257,25 +308,42 @@ class DataAccessApp:
             raise ServiceUnavailable("data directory unreadable") from None
         return Response("ok\n", status=200, content_type="text/plain; charset=utf-8")
 
-    def get(self, request: Request, host: str, node: str, store: str, name: str | None,
-            access: Access) -> Response:
-        fmt = FORMATS[name] if name is not None else self.negotiate(request)
-        preconditions = preconditions_of(request)
+    def read(self, environ: WSGIEnvironment, host: str, node: str, store: str,
+             name: str | None, access: Access) -> Response | Answer:
+        """GET and HEAD: a keyval store's value, else the list's items (or an
+        archive page); a plain request for a keyval store from :attr:`bodies`."""
+        fmt = FORMATS[name] if name is not None else self.negotiate(environ)
         if not access.secrets:
-            value = public_view(store, self.dm.load(node, host, store))
-            if value is None:
-                raise NotFound(f"no data in store {store!r}")
-            shown = fmt.encode(value)
-            return self.respond(fmt, shown, edits.keyval_tag(fmt.name, shown), preconditions,
-                                store)
+            return self.read_public(Request(environ), host, node, store, fmt)
 
         def encoded_keyval() -> bytes | None:
             data = self.dm.load(node, host, store)
             return None if data is None else fmt.encode(data)
 
-        body = self.bodies.body(self.dm.getpath(node, host, store), fmt.name, encoded_keyval)
-        if body is not None:
-            return self.respond(fmt, body, edits.keyval_tag(fmt.name, body), preconditions, store)
+        found = self.bodies.entry(self.store_path(node, host, store), fmt.name, encoded_keyval,
+                                  functools.partial(keyval_headers, fmt))
+        if found is not None:
+            body, headers = found
+            if "HTTP_IF_MATCH" not in environ and "HTTP_IF_NONE_MATCH" not in environ:
+                return "200 OK", headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body
+            return self.respond(fmt, body, edits.keyval_tag(fmt.name, body),
+                                preconditions_of(Request(environ)), store)
+        return self.read_list(Request(environ), host, node, store, fmt)
+
+    def read_public(self, request: Request, host: str, node: str, store: str,
+                    fmt: Format) -> Response:
+        """The public view of a protected store (:func:`public_view`)."""
+        value = public_view(store, self.dm.load(node, host, store))
+        if value is None:
+            raise NotFound(f"no data in store {store!r}")
+        shown = fmt.encode(value)
+        return self.respond(fmt, shown, edits.keyval_tag(fmt.name, shown),
+                            preconditions_of(request), store)
+
+    def read_list(self, request: Request, host: str, node: str, store: str,
+                  fmt: Format) -> Response:
+        """A list store: all its items, or one page of an archive query."""
+        preconditions = preconditions_of(request)
         if not QUERY_PARAMETERS.isdisjoint(request.args.keys()):
             return self.archive_page(request, host, node, store, fmt)
         items, tag = edits.open_list(self.dm, node, host, store, fmt.name)
@@ -350,10 +418,16 @@ class DataAccessApp:
             response.headers["Archive-Count"] = str(page.total)
         return response
 
-    def negotiate(self, request: Request) -> Format:
-        if not request.accept_mimetypes:
-            return next(iter(FORMATS.values()))
-        best = request.accept_mimetypes.best_match(MEDIA_TYPES)
+    @staticmethod
+    def negotiate(environ: WSGIEnvironment) -> Format:
+        """The format the ``Accept`` header asks for (406 when none is available)."""
+        accept = environ.get("HTTP_ACCEPT")
+        if not accept or accept == "*/*":
+            return DEFAULT_FORMAT
+        accepted = Request(environ).accept_mimetypes
+        if not accepted:
+            return DEFAULT_FORMAT
+        best = accepted.best_match(MEDIA_TYPES)
         if best is None:
             raise NotAcceptable(f"only {' and '.join(MEDIA_TYPES)} are available")
         return cast(Format, by_media_type(best))  # best is one of MEDIA_TYPES: never None
@@ -432,7 +506,7 @@ class DataAccessApp:
         """The format of the ETag a write answers with: the one a GET with the same
         ``Accept`` would get (None when it would get 406)."""
         try:
-            return self.negotiate(request)
+            return self.negotiate(request.environ)
         except NotAcceptable:
             return None
 
@@ -635,6 +709,19 @@ def _position(text: str | None) -> int | None:
 
 def _link(request: Request, params: dict[str, str], rel: str) -> str:
     return f'<{request.base_url}?{urlencode(params)}>; rel="{rel}"'
+
+
+def keyval_headers(fmt: Format, body: bytes) -> tuple[tuple[str, str], ...]:
+    """The headers of a 200 serving ``body``, a keyval store's value in ``fmt``."""
+    return (("Content-Type", f"{fmt.media_type}; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("ETag", quote_etag(edits.keyval_tag(fmt.name, body))))
+
+
+def _decoded(path: str) -> str:
+    """A WSGI path (latin-1 code points for its bytes) as UTF-8 text, as Werkzeug's
+    router saw it (an invalid sequence becomes U+FFFD)."""
+    return path.encode("latin-1", "replace").decode("utf-8", "replace")
 
 
 def error_response(exc: HTTPException) -> Response:

@@ -21,6 +21,7 @@ from prosody_store.accounts import (
 )
 from prosody_store.datamanager import DataManager, StoreError
 from prosody_store.jid import JIDError, nameprep, prepped_split, saslprep
+from wsgi_app.cache import Fingerprint, LoginCache
 from wsgi_app.cache import fingerprint as file_fingerprint
 
 log = logging.getLogger("wsgi_app.auth")
@@ -70,6 +71,7 @@ class Authenticator:
         self.iterations = iterations
         self.max_iterations = iterations if max_iterations is None else max_iterations
         self.cache = CredentialCache(maxsize=cache_size)
+        self.logins = LoginCache(maxsize=cache_size)
         self._account = functools.lru_cache(maxsize=cache_size)(self._lookup_account)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -94,20 +96,37 @@ class Authenticator:
         except StoreError:
             return False
 
-    def authenticate(self, username: str, password: str) -> User:
+    def cached_login(self, header: str) -> User | None:
+        """The user of an ``Authorization`` header value that logged in before
+        and whose account file has not changed since, else None (then
+        :meth:`authenticate` decides).  A dictionary lookup and a ``stat``:
+        see :class:`wsgi_app.cache.LoginCache`."""
+        user = self.logins.get(header)
+        if user is not None:
+            self._count("cached")
+        return user
+
+    def authenticate(self, username: str, password: str, header: str | None = None) -> User:
         """The user whose credentials these are, or :class:`AuthError`.
 
-        Every failure costs one normal login (see the class docstring).
+        Every failure costs one normal login (see the class docstring).  On
+        success, ``header`` (the ``Authorization`` value that carried them)
+        goes to the login cache, for :meth:`cached_login`.
         """
         spent = [0]
         try:
-            return self._authenticate(username, password, spent)
+            user, path, fingerprint = self._authenticate(username, password, spent)
         except AuthError:
             self._count("failed")
             dummy_derivation(self.iterations - spent[0])
             raise
+        if header is not None:
+            self.logins.add(header, path, fingerprint, user)
+        return user
 
-    def _authenticate(self, username: str, password: str, spent: list[int]) -> User:
+    def _authenticate(self, username: str, password: str,
+                      spent: list[int]) -> tuple[User, str, Fingerprint]:
+        """The user, the account file and its fingerprint when it verified."""
         try:
             node, host, path = self._account(username)
         except (JIDError, StoreError) as err:
@@ -126,7 +145,7 @@ class Authenticator:
         jid = f"{node}@{host}"
         if self.cache.check(jid, fingerprint, password):
             self._count("cached")
-            return User(node, host)
+            return User(node, host), path, fingerprint
         try:
             record = self.dm.load(node, host, "accounts")
         except (StoreError, OSError) as err:
@@ -144,7 +163,7 @@ class Authenticator:
             raise AuthError("wrong password")
         self.cache.add(jid, fingerprint, password)
         self._count("verified")
-        return User(node, host)
+        return User(node, host), path, fingerprint
 
     def _lookup_account(self, username: str) -> tuple[str, str, str]:
         """(node, host, account file) for a user name; JIDError, StoreError or

@@ -15,6 +15,7 @@ that proxy added): ``X-Forwarded-For`` becomes the client address,
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import TYPE_CHECKING, Iterable
 
@@ -84,8 +85,14 @@ class TrustedProxies:
         self.app = app
         self.networks, self.unix = trusted_networks(trusted)
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
+        # Parsing an address costs more than the rest of a request's way through
+        # here: the verdict per peer address is remembered (bounded).
+        self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
 
-    def trusts(self, remote_addr: str) -> bool:
+    def _trusts(self, remote_addr: str) -> bool:
+        """Whether the peer ``remote_addr`` is a trusted proxy (see :attr:`trusts`)."""
+        if not self.networks and not self.unix:
+            return False
         if remote_addr == UNIX_REMOTE_ADDR:
             return self.unix
         address = peer_address(remote_addr)

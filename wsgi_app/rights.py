@@ -129,11 +129,18 @@ class Rights:
 
     def access(self, requester_node: str, requester_host: str,
                node: str, host: str, store: str) -> Access:
-        """What the requester may do with ``store`` of ``node@host``."""
-        rank = self.rank(requester_node, requester_host, host)
+        """What the requester may do with ``store`` of ``node@host``.
+
+        For one's own stores only the server admin rank changes anything (it
+        adds the secrets), and that comes from the configuration: their role
+        stores are read only for someone else's data."""
+        own = (requester_node, requester_host) == (node, host)
+        if own:
+            rank = Rank.SERVER_ADMIN if f"{node}@{host}" in self.admins else Rank.USER
+        else:
+            rank = self.rank(requester_node, requester_host, host)
         if rank == Rank.SERVER_ADMIN:
             return READ_WRITE
-        own = (requester_node, requester_host) == (node, host)
         if not own and rank < Rank.HOST_ADMIN:
             return NONE
         target_is_user = not own and self.rank(node, host, host,

@@ -1,7 +1,10 @@
-"""``prosody-store serve``: the HTTP data access service under waitress.
+"""``prosody-store serve``: the HTTP data access service under waitress or granian.
 
-The service's packages (``wsgi_app``, Werkzeug, waitress) are imported only
-when the command runs: the library itself needs only the standard library.
+The service's packages (``wsgi_app``, Werkzeug, waitress, granian) are
+imported only when the command runs: the library itself needs only the
+standard library.  waitress (pure Python) is the default; ``--server
+granian --workers N`` runs granian, an optional dependency (``pip install
+'prosody-store[fast]'``), with N worker processes.
 """
 from __future__ import annotations
 
@@ -21,6 +24,9 @@ UNIX_PREFIX = "unix:"
 
 MAX_THREADS = 256
 """Most worker threads of ``serve --threads``."""
+MAX_WORKERS = 64
+"""Most worker processes of ``serve --server granian --workers``."""
+SERVERS = ("waitress", "granian")
 
 POSITIVE_OPTIONS = ("max_body", "max_values", "connection_limit", "idle_timeout",
                     "request_timeout", "iterations", "max_iterations")
@@ -53,6 +59,11 @@ def check_limits(args: argparse.Namespace) -> None:
     """Usage errors for limits that would make a server that never answers."""
     if not 1 <= args.threads <= MAX_THREADS:
         raise CommandError(f"--threads must be from 1 to {MAX_THREADS}, not {args.threads}", 2)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CommandError(f"--workers must be from 1 to {MAX_WORKERS}, not {args.workers}", 2)
+    if args.workers != 1 and args.server != "granian":
+        raise CommandError("--workers needs --server granian (waitress runs one process: "
+                           "--threads)", 2)
     for option in POSITIVE_OPTIONS:
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -87,19 +98,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise CommandError(f"serve needs the service's dependencies ({err.name}): "
                            "pip install 'prosody-store[server]'") from None
+    if args.server == "granian":
+        from wsgi_app import granian_server
+
+        if not granian_server.available():
+            raise CommandError("--server granian needs granian: "
+                               "pip install 'prosody-store[fast]'", 2)
+    iterations = args.iterations or (config and config.default_iteration_count)
+    app_settings = dict(
+        data_path=os.fspath(settings.data_path), admins=admins, hosts=hosts,
+        host_admins=({h: list(a) for h, a in config.host_admins.items()} if config else None),
+        max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
+        max_iterations=args.max_iterations, max_values=args.max_values,
+        trusted_proxies=list(args.trusted_proxy), metrics=args.metrics,
+        require_precondition=args.require_precondition)
     try:
-        iterations = args.iterations or (config and config.default_iteration_count)
-        app = create_app(settings.data_path, admins=admins, hosts=hosts,
-                         host_admins=config.host_admins if config else None,
-                         max_body=args.max_body, iterations=iterations or DEFAULT_ITERATIONS,
-                         max_iterations=args.max_iterations, max_values=args.max_values,
-                         trusted_proxies=args.trusted_proxy, metrics=args.metrics,
-                         require_precondition=args.require_precondition)
+        app = create_app(**app_settings)
     except ValueError as err:
         raise CommandError(f"bad setting: {err}", 2) from None
     from wsgi_app.logs import configure
 
     configure(args.log_level, args.log_format)
+    if args.server == "granian":
+        return serve_granian(args, app_settings, admins, unix_socket, host, port, address,
+                             str(settings.data_path))
     connection_limit, warning = fit_connection_limit(args.connection_limit, args.threads)
     if warning:
         log.warning("%s", warning)
@@ -121,13 +143,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_granian(args: argparse.Namespace, app_settings: dict[str, object], admins: list[str],
+                  unix_socket: str | None, host: str | None, port: int | None, address: str,
+                  data_path: str) -> int:
+    """Run the service under granian (``--server granian``) until stopped."""
+    import socket
+
+    from wsgi_app import granian_server
+    from wsgi_app.server import refuse_live_socket
+
+    try:
+        if unix_socket is not None:
+            refuse_live_socket(unix_socket)
+        else:
+            # granian reports a port it cannot bind only in its log: try it first.
+            with socket.create_server((host or "127.0.0.1", port or 0),
+                                      family=socket.AF_INET6 if ":" in (host or "")
+                                      else socket.AF_INET):
+                pass
+    except socket.gaierror:
+        raise CommandError(f"--listen: cannot resolve {host!r}", 2) from None
+    except OSError as err:
+        raise CommandError(f"cannot listen on {address}: {err.strerror or err}", 2) from None
+    url = f"http+unix://{address[len(UNIX_PREFIX):]}" if unix_socket else f"http://{address}"
+    log.info("serving %s on %s/data under granian, %d worker%s (admins: %s%s)", data_path, url,
+             args.workers, "" if args.workers == 1 else "s", ", ".join(admins) or "none",
+             "; /metrics" if args.metrics else "")
+    granian_server.run(app_settings, host=host, port=port, unix_socket=unix_socket,
+                       unix_socket_perms=args.socket_mode, workers=args.workers,
+                       threads=args.threads, connection_limit=args.connection_limit,
+                       request_timeout=args.request_timeout, log_level=args.log_level,
+                       log_format=args.log_format)
+    return 0
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                common: argparse.ArgumentParser) -> None:
     """Add ``serve`` and its options."""
     serve = commands.add_parser(
         "serve", help="run the HTTP data access service (mod_data_access API)",
         description="Serve /data[/host/user]/store[/format] over HTTP with Basic auth "
-                    "against Prosody's accounts, under waitress.",
+                    "against Prosody's accounts, under waitress (or granian: --server).",
         epilog="example:\n  prosody-store serve --data-path fixtures/demo --admin admin@localhost\n"
                "  curl -u alice@localhost:wonderland http://127.0.0.1:5280/data/roster",
         formatter_class=RAW, parents=[common])
@@ -165,8 +221,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser],
         "limits", "What one request may cost.  The connection, time and body-size limits hold\n"
                   "before authentication: a client past one loses its connection (a body too\n"
                   "large gets 413).  For limits per address or on rates, put a proxy in front.")
+    serve.add_argument("--server", choices=SERVERS, default="waitress",
+                       help="waitress (the default: pure Python, nothing to install) or "
+                            "granian (faster; pip install 'prosody-store[fast]')")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help=f"with --server granian: worker processes, 1 to {MAX_WORKERS} "
+                            "(default 1), each with --threads threads and its own caches")
     limits.add_argument("--threads", type=int, default=4, metavar="N",
-                        help=f"worker threads, 1 to {MAX_THREADS} (default 4)")
+                        help=f"worker threads (per worker process), 1 to {MAX_THREADS} "
+                             "(default 4)")
     limits.add_argument("--max-body", type=int, default=10 * 1024 * 1024, metavar="BYTES",
                         help="largest request body, refused with 413 while it is read "
                              "(default 10 MiB)")
