@@ -23,7 +23,22 @@ Reading, in one run, best of several repetitions each:
    subprocess, nothing subtracted), and an empty ``lua5.4`` start for scale;
 5. ``json.loads`` of the same items as one JSON array.
 
-Writing: ``dump_item`` of every item (joined) against ``json.dumps``.
+A large ``.dat``: the archive's items as one table keyed by their ``key``,
+written by Prosody's ``util.serialization``; ``loads`` of it timed in turns
+with the ``lua5.4`` binary loading it as Prosody does.
+
+Where the compiled reader (``prosody_store._creader``) is in use, the reading
+rows also time the pure-Python reader in the same turns (as
+``PROSODY_STORE_PURE=1`` would run it), and the targets are ``iter_list`` and
+``loads`` at most 1.0x the ``lua5.4`` binary's time (3.0x for pure Python).
+Each row's notes give the spread over the rounds; the load average from
+``uptime`` is printed at the start and the end.
+
+Writing: ``dump_item`` of every item (joined) and ``dumps`` of every item,
+with the compiled writer (``prosody_store._cwriter``) and in pure Python
+timed in turns, each output checked to be the same bytes (and ``dump_item``'s
+to be Prosody's file); ``json.dumps`` for scale.  Target: the C writer's
+``dumps`` at least 3x as fast as the pure-Python one.
 
 Text that never repeats: the same messages with every word made up at random
 (two in three non-ASCII), read by ``iter_list``, lupa and the ``lua5.4``
@@ -51,6 +66,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,7 +74,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT))
 
-from prosody_store.serialization import dump_item, iter_list  # noqa: E402
+import prosody_store  # noqa: E402
+from prosody_store import serialization  # noqa: E402
+from prosody_store.serialization import dump_item, iter_list, loads  # noqa: E402
 
 PROSODY_LIB = Path(os.environ.get("PROSODY_LIB", "/usr/lib/prosody"))
 LUA = shutil.which("lua5.4")
@@ -71,7 +89,9 @@ QUICK = {"messages": 2_000, "min_list_mb": 0, "memory_mb": 20, "reps": 3, "slow_
 
 # Targets the project cares about: iter_list time / peer time.
 TARGET_VS_LUPA = 1.0
-TARGET_VS_LUA = 3.0
+# With the compiled reader: iter_list and loads at most lua5.4's time; pure Python: 3x.
+C_READER = serialization._creader is not None
+TARGET_VS_LUA = 1.0 if C_READER else 3.0
 TARGET_PEAK_MB = 50.0
 
 # ---------------------------------------------------------------------------
@@ -192,6 +212,36 @@ chunk()
 io.write(#items, "\n")
 '''
 
+DAT_LOADER_LUA = r'''
+-- arg: path.  Loads a .dat as Prosody's datamanager does (envload, text only, empty env).
+local path = arg[1]
+local fh = assert(io.open(path, "rb"))
+local data = fh:read("a")
+fh:close()
+local chunk = assert(load(data, "@" .. path, "t", {}))
+local value = chunk()
+local n = 0
+for _ in pairs(value) do n = n + 1 end
+io.write(n, "\n")
+'''
+
+# A .dat written by Prosody: the archive's items as one table, keyed by
+# their "key" (a store of many records, as a large roster or pubsub node is).
+DAT_GENERATOR_LUA = r'''
+-- arg: list path, dat path
+local serialize = require "util.serialization".serialize
+local fh = assert(io.open(arg[1], "rb"))
+local data = fh:read("a")
+fh:close()
+local records = {}
+local env = { item = function(v) records[v.key] = v end }
+assert(load(data, "=list", "t", env))()
+local out = assert(io.open(arg[2] .. ".tmp", "wb"))
+out:write("return ", serialize(records), ";\n")
+out:close()
+assert(os.rename(arg[2] .. ".tmp", arg[2]))
+'''
+
 
 def lua_env() -> dict[str, str]:
     """Environment that lets lua5.4 ``require`` Prosody's modules."""
@@ -201,7 +251,7 @@ def lua_env() -> dict[str, str]:
     return env
 
 
-CODEC_SOURCES = ("serialization.py", "_fast_reader.py", "_lua_table.py")
+CODEC_SOURCES = ("serialization.py", "_fast_reader.py", "_lua_table.py", "_creader.c")
 
 
 def codec_version() -> str:
@@ -275,20 +325,56 @@ def best_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
     return best, result
 
 
-def interleaved_best_times(fns: list[Callable[[], Any]], reps: int) -> list[tuple[float, Any]]:
+def interleaved_best_times(fns: list[Callable[[], Any]], reps: int,
+                           rounds: list[list[float]] | None = None) -> list[tuple[float, Any]]:
     """Like :func:`best_time` for several functions, run in turn, round after round.
 
     This machine has slower and faster spells lasting minutes; taking turns
     lets every contender meet the same spells, so their ratio is steadier than
-    when each is timed in a block of its own.
+    when each is timed in a block of its own.  ``rounds``, if given, receives
+    every round's time of each function (for the spread).
     """
     best = [(float("inf"), None)] * len(fns)
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
             best[i] = (best[i][0], None)  # as best_time does: no earlier result alive while timing
             seconds, result = best_time(fn, 1)
+            times[i].append(seconds)
             best[i] = (min(best[i][0], seconds), result)
+    if rounds is not None:
+        rounds[:] = times
     return best
+
+
+def spread(times: list[float]) -> str:
+    """How far the rounds were from the best: ``+x%`` for the median and the worst."""
+    if not times:
+        return ""
+    ordered = sorted(times)
+    best, median, worst = ordered[0], ordered[len(ordered) // 2], ordered[-1]
+    return f"rounds: best {best * 1000:,.0f} ms, median +{(median / best - 1) * 100:.0f}%, " \
+           f"worst +{(worst / best - 1) * 100:.0f}%"
+
+
+@contextmanager
+def pure_python_reader() -> Any:
+    """Read without the compiled reader (as PROSODY_STORE_PURE=1 would), for the C/pure rows."""
+    saved = serialization._creader
+    serialization._creader = None
+    try:
+        yield
+    finally:
+        serialization._creader = saved
+
+
+def load_average() -> str:
+    """The machine's load from ``uptime`` (1, 5, 15 minutes)."""
+    try:
+        out = subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return out.strip().rpartition("load average:")[2].strip() or out.strip()
 
 
 class Row:
@@ -333,8 +419,18 @@ def read_with_iter_list(path: Path) -> list:
         return list(iter_list(f))
 
 
+def read_with_iter_list_pure(path: Path) -> list:
+    """The same without the compiled reader: what PROSODY_STORE_PURE=1 runs."""
+    with pure_python_reader():
+        return read_with_iter_list(path)
+
+
 def bench_iter_list_and_lua(path: Path, reps: int) -> tuple[Row, list, list[Row]]:
-    """``iter_list`` and the ``lua5.4`` binary, timed in turns (see :func:`interleaved_best_times`)."""
+    """``iter_list`` and the ``lua5.4`` binary, timed in turns (see :func:`interleaved_best_times`).
+
+    With the compiled reader in use, ``iter_list`` without it (pure Python)
+    takes its turns too; the pure row then comes first of the returned rows.
+    """
     size = path.stat().st_size
     if LUA is None:
         seconds, items = best_time(lambda: read_with_iter_list(path), reps)
@@ -349,13 +445,73 @@ def bench_iter_list_and_lua(path: Path, reps: int) -> tuple[Row, list, list[Row]
     def empty() -> None:
         subprocess.run([LUA, "-e", ""], check=True)
 
-    (t_ours, items), (t_load, out), (t_empty, _) = interleaved_best_times(
-        [lambda: read_with_iter_list(path), load, empty], reps)
-    ours = Row("iter_list (prosody_store)", t_ours, size, len(items))
-    return ours, items, [
-        Row("lua5.4 binary (subprocess)", t_load, size, int(out), "wall time, startup included"),
+    fns = [lambda: read_with_iter_list(path), load, empty]
+    if C_READER:
+        fns.append(lambda: read_with_iter_list_pure(path))
+    rounds: list[list[float]] = []
+    timed = interleaved_best_times(fns, reps, rounds)
+    (t_ours, items), (t_load, out), (t_empty, _) = timed[:3]
+    ours = Row(f"iter_list (prosody_store, {reader_name()})", t_ours, size, len(items),
+               spread(rounds[0]))
+    rows = [
+        Row("lua5.4 binary (subprocess)", t_load, size, int(out),
+            f"wall time, startup included; {spread(rounds[1])}"),
         Row("lua5.4 empty startup", t_empty, 0, None, "for scale; not subtracted above"),
     ]
+    if C_READER:
+        t_pure, pure_items = timed[3]
+        rows.insert(0, Row("iter_list (pure Python reader)", t_pure, size, len(pure_items),
+                           spread(rounds[3])))
+    return ours, items, rows
+
+
+def reader_name() -> str:
+    """Which reader the rows marked "prosody_store" ran."""
+    return "C reader" if C_READER else "pure Python"
+
+
+def ensure_dat(list_path: Path) -> Path:
+    """The archive's items as one ``.dat`` written by Prosody (generated once, cached)."""
+    path = list_path.with_name(list_path.stem + "-records.dat")
+    if not path.exists():
+        script = OUT / "generate_dat.lua"
+        script.write_text(DAT_GENERATOR_LUA)
+        subprocess.run([LUA, str(script), str(list_path), str(path)], env=lua_env(), check=True)
+    return path
+
+
+def bench_loads_and_lua(list_path: Path, reps: int) -> list[Row]:
+    """``loads`` of a large ``.dat`` against ``lua5.4`` loading it, timed in turns (and without
+    the compiled reader, where it is in use)."""
+    if LUA is None:
+        return [Row("loads (.dat)", None, 0, None, "lua5.4 not installed; it writes the .dat")]
+    path = ensure_dat(list_path)
+    size = path.stat().st_size
+    script = OUT / "load_dat.lua"
+    script.write_text(DAT_LOADER_LUA)
+
+    def ours() -> Any:
+        return loads(path.read_bytes())
+
+    def pure() -> Any:
+        with pure_python_reader():
+            return loads(path.read_bytes())
+
+    def load() -> bytes:
+        return subprocess.run([LUA, str(script), str(path)], check=True, capture_output=True).stdout
+
+    fns = [ours, load] + ([pure] if C_READER else [])
+    rounds: list[list[float]] = []
+    timed = interleaved_best_times(fns, reps, rounds)
+    (t_ours, value), (t_load, out) = timed[:2]
+    rows = [Row(f"loads (prosody_store, {reader_name()})", t_ours, size, len(value), spread(rounds[0])),
+            Row("lua5.4 binary (subprocess)", t_load, size, int(out),
+                f"wall time, startup included; {spread(rounds[1])}")]
+    if C_READER:
+        t_pure, pure_value = timed[2]
+        rows.insert(1, Row("loads (pure Python reader)", t_pure, size, len(pure_value),
+                           spread(rounds[2])))
+    return rows
 
 
 def _lupa_module():
@@ -470,20 +626,75 @@ def bench_json_loads(items: list, list_size: int, reps: int) -> tuple[Row, str]:
     return Row("json.loads (stdlib)", seconds, list_size, len(result), note), text
 
 
+C_WRITER = serialization._cwriter is not None
+# With the compiled writer: dumps at least 3x as fast as the pure-Python code.
+TARGET_WRITER_SPEEDUP = 3.0
+
+
+@contextmanager
+def pure_python_writer() -> Any:
+    """Write without the compiled writer (as PROSODY_STORE_PURE=1 would), for the C/pure rows."""
+    saved = serialization._cwriter
+    serialization._cwriter = None
+    try:
+        yield
+    finally:
+        serialization._cwriter = saved
+
+
+def writer_name() -> str:
+    return "C writer" if C_WRITER else "pure Python"
+
+
 def bench_dumps(items: list, path: Path, reps: int) -> list[Row]:
-    """Writing: ``dump_item`` for every item (joined) vs ``json.dumps`` of the list."""
+    """Writing: ``dump_item`` (joined) and ``dumps`` of every item, with the
+    compiled writer and in pure Python, timed in turns; ``json.dumps`` of the list.
+
+    The first row is ``dump_item``'s, the last ``json.dumps``'; where the
+    compiled writer is in use, rows 2-4 are pure ``dump_item``, ``dumps`` and
+    pure ``dumps``, and every output is checked to be the same bytes.
+    """
     size = path.stat().st_size
-    t_ours, written = best_time(lambda: b"".join([dump_item(it) for it in items]), reps)
-    same = "output identical to Prosody's file" if written == path.read_bytes() else \
+    prosody_bytes = path.read_bytes()
+
+    def items_joined() -> bytes:
+        return b"".join([dump_item(it) for it in items])
+
+    def items_dumped() -> list[str]:
+        return [serialization.dumps(it) for it in items]
+
+    def pure(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            with pure_python_writer():
+                return fn()
+        return run
+
+    fns = [items_joined, pure(items_joined), items_dumped, pure(items_dumped)] if C_WRITER \
+        else [items_joined]
+    rounds: list[list[float]] = []
+    results = interleaved_best_times(fns, reps, rounds)
+    written = results[0][1]
+    same = "output identical to Prosody's file" if written == prosody_bytes else \
         "output DIFFERS from Prosody's file"
-    del written
+    rows = [Row(f"dump_item, joined ({writer_name()})", results[0][0], size, len(items),
+                f"{same}; {spread(rounds[0])}")]
+    if C_WRITER:
+        identical = results[1][1] == written
+        rows.append(Row("dump_item, joined (pure Python)", results[1][0], size, len(items),
+                        f"{'same bytes as the C writer' if identical else 'DIFFERENT BYTES'}; "
+                        f"{spread(rounds[1])}"))
+        identical = results[2][1] == results[3][1] and \
+            "".join(f"item({t});\n" for t in results[2][1]).encode() == written
+        rows.append(Row("dumps (C writer)", results[2][0], size, len(items),
+                        f"{'same text as pure Python' if identical else 'DIFFERENT TEXT'}; "
+                        f"{spread(rounds[2])}"))
+        rows.append(Row("dumps (pure Python)", results[3][0], size, len(items), spread(rounds[3])))
+    del results, written
     t_json, text = best_time(lambda: json.dumps(items, ensure_ascii=False,
                                                 separators=(",", ":")), reps)
-    return [
-        Row("dumps (dump_item, joined)", t_ours, size, len(items), same),
-        Row("json.dumps (stdlib)", t_json, size, len(items),
-            f"output is {len(text.encode()) / MB:.1f} MB of JSON"),
-    ]
+    rows.append(Row("json.dumps (stdlib)", t_json, size, len(items),
+                    f"output is {len(text.encode()) / MB:.1f} MB of JSON"))
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -582,10 +793,14 @@ def bench_distinct_words(cfg: dict, reps: int, slow_reps: int) -> None:
     size = path.stat().st_size
     ours, _, lua_rows = bench_iter_list_and_lua(path, reps)
     lupa_rows = bench_lupa(path, slow_reps)
+    lua_row = lua_rows[1] if C_READER else lua_rows[0]
     print_table(f"Reading text that never repeats: {path.name} ({size / MB:.1f} MB, "
-                f"every word made up at random)", [ours, lupa_rows[0], lua_rows[0]])
+                f"every word made up at random)", [ours, lupa_rows[0]] + lua_rows[:-1])
     print(ratio_line("iter_list vs lupa (load+convert)", ours, lupa_rows[0]))
-    print(ratio_line("iter_list vs lua5.4 binary", ours, lua_rows[0]))
+    print(ratio_line("iter_list vs lua5.4 binary", ours, lua_row,
+                     TARGET_VS_LUA if C_READER else None, f"within {TARGET_VS_LUA:g}x"))
+    if C_READER:
+        print(ratio_line("iter_list: C reader vs pure Python", ours, lua_rows[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,13 +823,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"prosody_store codec benchmark{' (--quick)' if args.quick else ''}")
     print(f"Python {sys.version.split()[0]}, lua5.4 at {LUA}, Prosody modules in {PROSODY_LIB}")
     print(f"codec: prosody_store/{{{','.join(CODEC_SOURCES)}}} {codec_version()}")
+    print(f"implementation: {prosody_store.IMPLEMENTATION} (reading rows: {reader_name()}); "
+          f"load average at start: {load_average()}")
     print(f"input: {path.relative_to(ROOT)}")
     print(f"       {cfg['messages']:,} mod_mam-shaped messages, {size / MB:.1f} MB, "
           f"written by Prosody's util.serialization (seed {SEED})")
     print(f"best of {reps} runs ({slow_reps} for slpp and lupa)")
 
     ours, items, lua_rows = bench_iter_list_and_lua(path, reps)
-    read_rows = [ours]
+    pure_row = lua_rows.pop(0) if C_READER else None
+    read_rows = [ours] + ([pure_row] if pure_row else [])
     lupa_rows = bench_lupa(path, slow_reps)
     read_rows += lupa_rows
     slpp_row = bench_slpp(path, slow_reps, items)
@@ -623,6 +841,12 @@ def main(argv: list[str] | None = None) -> int:
     json_row, _ = bench_json_loads(items, size, reps)
     read_rows.append(json_row)
     print_table("Reading (MB/s = .list megabytes per second)", read_rows)
+
+    dat_rows = bench_loads_and_lua(path, reps)
+    if dat_rows[0].seconds is not None:
+        print_table(f"Reading a large .dat: {ensure_dat(path).name} "
+                    f"({dat_rows[0].list_bytes / MB:.1f} MB; MB/s = .dat megabytes per second, "
+                    f"items = top-level entries)", dat_rows)
 
     write_rows = bench_dumps(items, path, reps)
     print_table("Writing", write_rows)
@@ -646,11 +870,24 @@ def main(argv: list[str] | None = None) -> int:
                      TARGET_VS_LUPA, "faster"))
     print(ratio_line("iter_list vs lua5.4 binary", ours, lua_rows[0],
                      TARGET_VS_LUA, f"within {TARGET_VS_LUA:g}x"))
+    if pure_row is not None:
+        print(ratio_line("iter_list: C reader vs pure Python", ours, pure_row))
+    if dat_rows[0].seconds is not None:
+        print(ratio_line("loads (.dat) vs lua5.4 binary", dat_rows[0], dat_rows[-1],
+                         TARGET_VS_LUA if C_READER else None, f"within {TARGET_VS_LUA:g}x"))
+        if C_READER:
+            print(ratio_line("loads (.dat): C reader vs pure Python", dat_rows[0], dat_rows[1]))
     print(ratio_line("iter_list vs slpp", ours, slpp_row))
     print(ratio_line("iter_list vs json.loads", ours, json_row))
-    print(ratio_line("dumps vs json.dumps", write_rows[0], write_rows[1]))
+    print(ratio_line("dump_item vs json.dumps", write_rows[0], write_rows[-1]))
+    if C_WRITER:
+        print(ratio_line("dumps: C writer vs pure Python", write_rows[2], write_rows[3],
+                         1 / TARGET_WRITER_SPEEDUP, f"{TARGET_WRITER_SPEEDUP:g}x as fast"))
+        print(ratio_line("dump_item: C writer vs pure Python", write_rows[0], write_rows[1],
+                         1 / TARGET_WRITER_SPEEDUP, f"{TARGET_WRITER_SPEEDUP:g}x as fast"))
 
     bench_distinct_words(cfg, reps, slow_reps)
+    print(f"\nload average at the end: {load_average()}")
 
     missed = any(
         ours.seconds is not None and peer.seconds is not None and ours.seconds / peer.seconds > t

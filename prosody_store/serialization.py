@@ -31,10 +31,15 @@ writer accepts both spellings.
 The module knows nothing of files: it works on bytes (``iter_list`` also reads
 from an open binary file, in chunks, for lists larger than memory).
 
-Text laid out exactly as Prosody writes it is read by a fast path
-(:mod:`prosody_store._fast_reader`, through the C ``json`` decoder); all else
-by the parser here.  The fast path runs when ``max_depth`` is at least
-:data:`FAST_PATH_MAX_DEPTH` (128), whatever ``sys.getrecursionlimit()`` is.
+Text laid out as Prosody writes it is read by a fast path: the compiled
+reader ``prosody_store._creader`` where it is built (see
+:mod:`prosody_store._speedups`; ``PROSODY_STORE_PURE=1`` turns it off), then
+:mod:`prosody_store._fast_reader` (through the C ``json`` decoder); all else
+by the parser here.  Both fast paths follow the rules below and both decline
+tables nested deeper than 128 (``tests/test_speedups_reader.py`` checks the
+compiled reader against the pure-Python code).  The fast path runs when
+``max_depth`` is at least :data:`FAST_PATH_MAX_DEPTH` (128), whatever
+``sys.getrecursionlimit()`` is.
 It relies on these invariants, each guarded by a test:
 
 * It only declines, never fails: what it accepts, the parser reads to the
@@ -57,7 +62,7 @@ import math
 import re
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, NamedTuple, cast
 
-from prosody_store import _fast_reader
+from prosody_store import _fast_reader, _speedups
 from prosody_store.errors import Error
 from prosody_store.numbers import INT_MAX, INT_MIN
 from prosody_store._lua_table import FALSE_KEY, TRUE_KEY, BooleanKey, TableBuilder
@@ -574,7 +579,7 @@ def loads(src: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """
     data = _as_bytes(src)
     if _fast_path_allowed(max_depth):
-        ok, value = _fast_reader.read_value(data, _parse_key)
+        ok, value = _read_value_fast(data)
         if ok:
             return value
     parser = _Parser(data, max_depth)
@@ -612,6 +617,42 @@ def read_value(src: bytes, pos: int, *, max_depth: int = DEFAULT_MAX_DEPTH) -> t
     the statements around the values themselves.
     """
     return _Parser(src, max_depth).parse_value(skip_space(src, pos))
+
+
+_creader = _speedups.reader
+"""The compiled reader (prosody_store._creader), or None where it is not built
+or ``PROSODY_STORE_PURE=1``.  A module global, so that tests can set it to
+None to run the pure-Python code alone."""
+
+
+def _read_value_fast(data: bytes) -> tuple[bool, Any]:
+    """The fast paths for a whole value: the compiled reader, then the JSON one."""
+    if _creader is not None:
+        ok, value = _creader.read_value(data)
+        if ok:
+            return True, value
+    return _fast_reader.read_value(data, _parse_key)
+
+
+def _read_items_fast(segment: bytes, base_pos: int,
+                     starts: bool) -> tuple[list[int] | None, list[Any], int] | None:
+    """The fast paths for a segment of a list: ``(start offsets or None, items, line
+    breaks in the segment)``, or None.
+
+    The compiled reader reads any layout of ``item`` calls it takes and gives
+    each item's statement offset (and counts the line breaks) itself; the
+    JSON one only Prosody's layout, whose statement offsets
+    :func:`_statement_starts` finds.
+    """
+    if _creader is not None:
+        batch = _creader.read_items(segment, base_pos if starts else None)
+        if batch is not None:
+            return cast("tuple[list[int] | None, list[Any], int]", batch)
+    items = _fast_reader.read_items(segment, _parse_key)
+    if items is None:
+        return None
+    found = [base_pos + s for s in _statement_starts(segment)] if starts else None
+    return found, items, segment.count(b"\n")
 
 
 def _fast_path_allowed(max_depth: int) -> bool:
@@ -852,11 +893,15 @@ def _iter_batches(f: IO[bytes], max_depth: int,
                 buf += chunk
                 continue
         segment = buf[:cut]
-        items = None
+        batch = None
+        newlines = -1  # line breaks in the segment, where the fast path counted them
         if fast and search_from == 0:
-            items = _fast_reader.read_items(segment, _parse_key)
-        if items is not None:
-            yield ([base_pos + s for s in _statement_starts(segment)] if starts else None), items
+            batch = _read_items_fast(segment, base_pos, starts)
+        if batch is not None:
+            fast_starts, items, newlines = batch
+            batch = None
+            yield fast_starts, items
+            del fast_starts, items  # let the batch go before the next is read
             consumed = cut
         else:
             parser = _Parser(segment, max_depth, base_line, base_pos)
@@ -887,7 +932,7 @@ def _iter_batches(f: IO[bytes], max_depth: int,
         if eof and cut == len(buf):
             yield [base_pos + cut], None
             return
-        base_line += segment.count(b"\n", 0, consumed)
+        base_line += newlines if newlines >= 0 else segment.count(b"\n", 0, consumed)
         base_pos += consumed
         buf = buf[consumed:]
         if not eof:
@@ -1102,6 +1147,13 @@ _ESCAPED.update({7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 
                  92: "\\\\", 34: '\\"', 39: "\\'"})
 _NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\"'\\\x7f-\U0010ffff]")
 
+_cwriter = _speedups.writer
+"""The compiled writer (prosody_store._cwriter), or None where it is not built
+or ``PROSODY_STORE_PURE=1``.  Each of its functions returns exactly what the
+code below returns, or None where it is not sure (any value the code below
+refuses, among others), and then the code below runs.  A module global, so
+that tests can set it to None to run the pure-Python code alone."""
+
 
 def _dump_string(s: str | bytes | bytearray) -> str:
     if s.__class__ is str:
@@ -1236,6 +1288,15 @@ def dumps(value: Any) -> str:
     :class:`ValueError` for cycles, integers outside 64 bits and tables nested
     deeper than Prosody allows; the message says where in ``value``.
     """
+    if _cwriter is not None:
+        text = _cwriter.dumps(value)
+        if text is not None:
+            return cast(str, text)
+    return _pure_dumps(value)
+
+
+def _pure_dumps(value: Any) -> str:
+    """:func:`dumps` in Python: the reference, and every error message."""
     if isinstance(value, (dict, list, tuple)):
         out: list[str] = []
         _dump_table(value, out, 1, [], set())
@@ -1255,7 +1316,10 @@ def iter_dumps_list(items: Iterable[Any]) -> Iterator[str]:
         if item is None:
             raise ValueError("a list item is None (a hole), which cannot be streamed")
         out = ["{\n\t" if first else "\n\t"]
-        if isinstance(item, (dict, list, tuple)):
+        text = None if _cwriter is None else _cwriter.dumps(item, 2)
+        if text is not None:
+            out.append(text)
+        elif isinstance(item, (dict, list, tuple)):
             _dump_table(item, out, 2, [index], set())
         else:
             out.append(_dump_scalar(item, [index]))
@@ -1267,9 +1331,17 @@ def iter_dumps_list(items: Iterable[Any]) -> Iterator[str]:
 
 def dump_dat(value: Any) -> bytes:
     """The bytes of a ``.dat`` file holding ``value``: ``return <value>;\\n``."""
-    return b"return " + dumps(value).encode("ascii") + b";\n"
+    if _cwriter is not None:
+        data = _cwriter.dump_dat(value)
+        if data is not None:
+            return cast(bytes, data)
+    return b"return " + _pure_dumps(value).encode("ascii") + b";\n"
 
 
 def dump_item(value: Any) -> bytes:
     """One ``.list`` entry: ``item(<value>);\\n``."""
-    return b"item(" + dumps(value).encode("ascii") + b");\n"
+    if _cwriter is not None:
+        data = _cwriter.dump_item(value)
+        if data is not None:
+            return cast(bytes, data)
+    return b"item(" + _pure_dumps(value).encode("ascii") + b");\n"

@@ -87,7 +87,8 @@ def test_version_is_the_package_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out == f"prosody-store {prosody_store.__version__}\n"
+    assert capsys.readouterr().out == (f"prosody-store {prosody_store.__version__} "
+                                       f"(codec: {prosody_store.IMPLEMENTATION})\n")
     assert version("prosody-store") == prosody_store.__version__
 
 

@@ -59,6 +59,9 @@ def spies(monkeypatch):
     value = Spy(_fast_reader.read_value, lambda r: r[0])
     items = Spy(_fast_reader.read_items, lambda r: r is not None)
     plain = Spy(pjson._plain_json, lambda r: r is not pjson._DECLINED)
+    # The JSON fast path's rule: with the compiled reader off, which runs before it
+    # (tests/test_speedups_reader.py covers that one).
+    monkeypatch.setattr(ser, "_creader", None)
     monkeypatch.setattr(_fast_reader, "read_value", value)
     monkeypatch.setattr(_fast_reader, "read_items", items)
     monkeypatch.setattr(pjson, "_plain_json", plain)
