@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import itertools
 import json
 import math
 import os
@@ -105,6 +106,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator, Literal, cast, overload
 
+from prosody_store import _speedups
 from prosody_store.datamanager import CorruptFileError, DataManager, StoreFile
 from prosody_store.errors import Error
 from prosody_store.paths import (
@@ -125,6 +127,7 @@ from prosody_store.serialization import (
     LuaSyntaxError,
     dump_dat,
     dump_item,
+    iter_list,
 )
 
 __all__ = [
@@ -267,6 +270,23 @@ def encode_value(v: Any) -> str:
     return _encode_json(to_json(v))
 
 
+_cwriter = _speedups.writer
+"""The compiled writer (prosody_store._cwriter), or None where it is not built
+or ``PROSODY_STORE_PURE=1``.  Its ``export_json`` gives the bytes of
+:func:`encode_value` straight from the value, with no conversion in Python,
+or None where it is not sure (then :func:`encode_value` runs).  A module
+global, so that tests can set it to None to run the pure-Python code alone."""
+
+
+def _encode_utf8(v: Any) -> bytes:
+    """``encode_value(v).encode("utf-8")``, by the compiled writer where it can."""
+    if _cwriter is not None:
+        data = _cwriter.export_json(v)
+        if data is not None:
+            return cast(bytes, data)
+    return encode_value(v).encode("utf-8")
+
+
 class _Obj(list[tuple[str, Any]]):
     """A JSON object as the list of its (name, value) pairs, in input order."""
 
@@ -315,6 +335,10 @@ def decode_value(j: Any, _depth: int = 0) -> Any:
     than Prosody's writer allows, and integers outside 64 bits, are errors
     (``ValueError``), as they would be when the value is written.
     """
+    if _cwriter is not None and _depth == 0:
+        decoded = _cwriter.import_value(j, _Obj)
+        if decoded is not None:
+            return decoded[0]
     if j is None or j.__class__ in (str, int, bool, float):
         if j.__class__ is str and _has_surrogate(j):
             raise _bad("a string holds a lone surrogate (\\ud800-\\udfff)")
@@ -605,9 +629,9 @@ def check_keyval(value: Any, dm: DataManager, f: StoreFile) -> None:
                                 "here, and import writes only tables")
 
 
-def _encode_in(dm: DataManager, f: StoreFile, value: Any) -> str:
+def _encode_in(dm: DataManager, f: StoreFile, value: Any) -> bytes:
     try:
-        return encode_value(value)
+        return _encode_utf8(value)
     except UnexportableError as err:
         raise UnexportableError(store_file_path(dm, f), err.reason) from None
 
@@ -628,29 +652,93 @@ def record_chunks(dm: DataManager, f: StoreFile) -> Iterator[bytes]:
         value = dm.load(f.user, f.host, f.store)
         if not _no_data(value):
             check_keyval(value, dm, f)
-            yield (_header(f) + _encode_in(dm, f, value) + "}\n").encode("utf-8")
+            yield _header(f).encode("utf-8") + _encode_in(dm, f, value) + b"}\n"
         return
+    items = _list_items(dm, f)
+    started = False
+    exhausted = False
+    while not exhausted:
+        prefix = b"," if started else _header(f).encode("utf-8") + b"["
+        data, count, exhausted = _encode_next(dm, f, items, prefix)
+        if count:
+            started = True
+            yield data
+    if started:
+        yield b"]}\n"
+
+
+_CHUNK_BYTES = 1 << 16
+"""About how many bytes of a list record are encoded into one chunk."""
+
+
+def _encode_next(dm: DataManager, f: StoreFile, items: Iterator[Any],
+                 prefix: bytes) -> tuple[bytes, int, bool]:
+    """``prefix``, then the typed JSON of the next items joined by commas, up to
+    about :data:`_CHUNK_BYTES`: ``(data, number of items, whether they are all read)``.
+
+    Items are taken one at a time (None is no item), so that only one item
+    and one chunk are held, whatever the items' sizes.
+    """
+    if _cwriter is not None:
+        data, count, declined, exhausted = _cwriter.export_json_pull(items, prefix, _CHUNK_BYTES)
+        if declined is None:
+            return data, count, exhausted
+        # an item the compiled writer leaves to encode_value (which may raise)
+        pure = _encode_in(dm, f, declined[0])
+        return data + (b"," if count else b"") + pure, count + 1, False
+    pieces: list[bytes] = []
+    size = 0
+    for item in items:
+        if item is None:
+            continue
+        pieces.append(_encode_in(dm, f, item))
+        size += len(pieces[-1])
+        if size >= _CHUNK_BYTES:
+            return prefix + b",".join(pieces), len(pieces), False
+    return prefix + b",".join(pieces), len(pieces), True
+
+
+class _FilePrefix:
+    """The first ``size`` bytes of an open file, as a binary stream to read once."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.pos
+        data = os.pread(self.fd, left if n < 0 else min(n, left), self.pos) if left > 0 else b""
+        self.pos += len(data)
+        return data
+
+
+def _list_items(dm: DataManager, f: StoreFile) -> Iterator[Any]:
+    """The items of a list as ``dm.list_open`` gives them, read straight through.
+
+    The list is read from start to end as it was when opened (an append
+    meanwhile is not read), without its index, which the view would build
+    (for every list Prosody before 13 wrote) just to be read in order.  At
+    anything unusual (no file, a read error, a damaged list), the view takes
+    over after the items already given, so that errors are the view's own.
+    """
+    done = 0
+    try:
+        path = dm.existing_path(f.user, f.host, f.store, "list")
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                stream = _FilePrefix(fd, os.fstat(fd).st_size)
+                for item in iter_list(cast("IO[bytes]", stream)):  # read() is all it uses
+                    yield item
+                    done += 1
+            finally:
+                os.close(fd)
+            return
+    except Exception:  # noqa: BLE001 -- the view below reports it as it always has
+        pass
     with dm.list_open(f.user, f.host, f.store) as view:
-        batch: list[str] = []
-        size = 0
-        sep = None
-        for item in view:
-            if item is None:
-                continue
-            text = _encode_in(dm, f, item)
-            if sep is None:
-                batch.append(_header(f) + "[")
-                sep = ","
-            else:
-                batch.append(sep)
-            batch.append(text)
-            size += len(text)
-            if size > 1 << 16:
-                yield "".join(batch).encode("utf-8")
-                batch, size = [], 0
-        if sep is not None:
-            batch.append("]}\n")
-            yield "".join(batch).encode("utf-8")
+        yield from itertools.islice(view, done, None)
 
 
 def export_file(dm: DataManager, f: StoreFile, write: Callable[[bytes], Any]) -> bool:
