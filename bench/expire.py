@@ -17,7 +17,9 @@ Each round, on fresh copies of the same archive (copying is not timed), in
 turns so that every contender meets the machine in the same state:
 
 1. ``expire_list`` (this project: items placed from their bytes), in a child
-   Python process;
+   Python process, with the C placing step (``_creader.item_when``) when it is
+   built ("ours") and with ``PROSODY_STORE_PURE=1``, the pure-Python path
+   ("ours, pure");
 2. Prosody's own expiry: ``lua5.4`` running mod_storage_internal's
    ``archive:delete(user, {["end"] = cutoff})`` (its ``list_load``, filter and
    ``list_store``), loaded from Prosody's modules directory, as mod_mam's
@@ -163,11 +165,12 @@ def measure(mb: float, rounds: int, drop: float, with_full: bool, with_pure: boo
     master, messages = archive(mb)
     size = master.stat().st_size
     cutoff = FIRST_WHEN + messages * MEAN_STEP * drop
-    runs: dict[str, list[Run]] = {"ours": [], "prosody": [], "full reader": [],
-                                  "full, pure": []}
+    runs: dict[str, list[Run]] = {"ours": [], "ours, pure": [], "prosody": [],
+                                  "full reader": [], "full, pure": []}
     for _ in range(rounds):
         runs["ours"].append(ours(master, cutoff, full=False))
         runs["prosody"].append(prosody(master, cutoff, script))
+        runs["ours, pure"].append(ours(master, cutoff, full=False, pure=True))
         if with_full:
             runs["full reader"].append(ours(master, cutoff, full=True))
         if with_pure:
@@ -190,13 +193,14 @@ def report(mb_label: str, size: int, messages: int, runs: dict[str, list[Run]]) 
         print(f"  {name:<13} {best.seconds:8.2f} {max(r.seconds for r in rs):8.2f} "
               f"{min(r.cpu for r in rs):7.2f} {size / 1e6 / best.seconds:7.1f} "
               f"{max(r.peak_mb for r in rs):7.0f} MB  {best.note}")
-    for peer in ("prosody", "full reader", "full, pure"):
-        if not runs[peer]:
+    for peer, mine in (("prosody", "ours"), ("prosody", "ours, pure"), ("ours, pure", "ours"),
+                       ("full reader", "ours"), ("full, pure", "ours")):
+        if not runs[peer] or not runs[mine]:
             continue
-        ratios = [p.seconds / o.seconds for o, p in zip(runs["ours"], runs[peer])]
-        best = min(r.seconds for r in runs[peer]) / min(r.seconds for r in runs["ours"])
-        cpu = min(r.cpu for r in runs[peer]) / min(r.cpu for r in runs["ours"])
-        print(f"  {peer} / ours: {best:.1f}x wall, best of {len(ratios)} rounds (per round "
+        ratios = [p.seconds / o.seconds for o, p in zip(runs[mine], runs[peer])]
+        best = min(r.seconds for r in runs[peer]) / min(r.seconds for r in runs[mine])
+        cpu = min(r.cpu for r in runs[peer]) / min(r.cpu for r in runs[mine])
+        print(f"  {peer} / {mine}: {best:.1f}x wall, best of {len(ratios)} rounds (per round "
               f"{min(ratios):.1f}x to {max(ratios):.1f}x); {cpu:.1f}x CPU time")
 
 
@@ -229,7 +233,7 @@ def main() -> None:
     if len(results) == 2:
         (_, (s1, _, r1)), (_, (s2, _, r2)) = results
         print(f"\npeak RSS, {s2 / 1e6:.0f} MB -> {s1 / 1e6:.0f} MB archive:")
-        for name in ("ours", "prosody", "full reader", "full, pure"):
+        for name in ("ours", "ours, pure", "prosody", "full reader", "full, pure"):
             if r1[name]:
                 print(f"  {name:<13} {max(r.peak_mb for r in r2[name]):6.0f} MB -> "
                       f"{max(r.peak_mb for r in r1[name]):6.0f} MB")

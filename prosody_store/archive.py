@@ -14,12 +14,14 @@ indented by exactly its depth, which proves the braces balance).  In an
 item that passes, the line ``\t["when"] = <number>;`` is at the item
 table's top level (nothing else can be indented by one tab at a line
 start there, and a quote inside a string is always escaped), so the number
-is read from the bytes alone.  An item that does not pass, or whose
-``when`` is missing, repeated or not a plain number, is read by the full
-reader; a part of the list the full reader cannot vouch for standing alone
-sends the whole list through the full reader, as before (so a damaged
-list raises the same :class:`~prosody_store.datamanager.CorruptFileError`
-and changes nothing).  If any item is to go, the bytes of the kept items
+is read from the bytes alone.  (With the C speedups built,
+``_creader.item_when`` makes the same check and reads the number in one
+pass; the patterns run only where it declines.)  An item that does not
+pass, or whose ``when`` is missing, repeated or not a plain number, is read
+by the full reader; a part of the list the full reader cannot vouch for
+standing alone sends the whole list through the full reader, as before
+(so a damaged list raises the same
+:class:`~prosody_store.datamanager.CorruptFileError` and changes nothing).  If any item is to go, the bytes of the kept items
 are copied unchanged into a temporary file that replaces the list, then a
 fresh ``.lidx`` is written; memory holds one window of the file (about
 4 MiB, or one item if larger), never the list or its index.
@@ -37,9 +39,9 @@ from array import array
 from dataclasses import dataclass
 from itertools import islice
 from operator import lt
-from typing import IO, Any, Iterator, cast
+from typing import IO, Any, Callable, Iterator, cast
 
-from prosody_store import lidx
+from prosody_store import _speedups, lidx
 from prosody_store.datamanager import DataManager, atomic_write
 from prosody_store.numbers import tonumber
 from prosody_store.paths import Name
@@ -128,10 +130,22 @@ one table entry per line indented by its depth, ``});`` and a line break."""
 # looked at, not taken, so that a repeated entry on the next line is found.)
 _TOP_WHEN = re.compile(rb'\n\t\["when"\] = (?:(' + _NUMBER + rb')(?=;\n))?')
 _ITEM_LINE = b"\nitem("
+# Where an item in Prosody's layout ends: its first line "});" (no line of a
+# string can be one: Prosody writes a line break in a string as an escape, or
+# in 0.9/0.10 as a backslash before it, never after a ";").  Up to there,
+# item_when (below) checks the whole item.
+_ITEM_END = b"\n});\n"
 # The start of an item statement whose argument is a value, not nil (a
 # table, a string, a number, true or false): see _read_piece.
 _VALUE_ITEM = re.compile(rb'item[ \t]*+(?:\([ \t]*+(?:[{"\'0-9]|\[[\[=]'
                          rb'|(?:true|false)(?![A-Za-z0-9_]))|[{"\'])')
+
+# The compiled placing step, when built: _creader.item_when(buf, start, end,
+# limit) gives what the Python path below reads from the item buf[start:end]
+# (PROSODY_ITEM, then its one top-level "when" by _TOP_WHEN, by _when_value),
+# or None, and then the Python path decides.  None with PROSODY_STORE_PURE=1.
+_item_when: Callable[[bytearray, int, int, int], int | float | None] | None = (
+    None if _speedups.reader is None else _speedups.reader.item_when)
 
 _WINDOW = 4 << 20  # bytes of the list read at a time
 _COPY_CHUNK = 1 << 16  # bytes written at a time
@@ -348,38 +362,61 @@ class _Expiry:
         cutoff, new_ends, new_size = self.cutoff, self.new_ends, self.new_size
         dropped = kept = read_fully = 0
         match = PROSODY_ITEM.fullmatch if cuts is not None else PROSODY_ITEM.match
-        whens = _when_lines(buf, limit)
+        item_when = _item_when
+        whens = None if item_when is not None else _when_lines(buf, limit)  # found when needed
+        # (Without cuts) where the first _ITEM_END at or after pos starts: -1 if
+        # none is before limit, -2 before it is looked for.  Looked for again
+        # only once pos has passed it, so the window is searched once, not once
+        # per item.
+        item_end_at = -2
         w = 0  # whens[w] is the first "when" line at or after pos
         runs: list[tuple[int, int]] = []
         run_start = run_end = -1
         pos = 0
         k = 0
         while pos < limit:
-            try:
-                if cuts is not None:
-                    end = cuts[k]
-                    k += 1
-                    at_line_start = buf[pos - 1] == 0x0A if pos else line_start
-                    m = match(buf, pos, end) if at_line_start else None
-                else:
-                    m = match(buf, pos, limit)
-                    end = m.end() if m is not None else (buf.find(_ITEM_LINE, pos, limit) + 1
-                                                         or limit)
-            except SystemError:  # CPython 3.11's re can fail so on groups in possessive repeats
-                raise _FullReaderNeeded from None
-            while whens[w][0] < pos:
-                w += 1
-            at, text = whens[w]
-            # In an item that PROSODY_ITEM matched: its one top-level "when", a number.
-            if m is not None and at < end and text is not None and whens[w + 1][0] >= end:
-                decided: tuple[tuple[int, bool], ...] = ((end, not _when_value(text) > cutoff),)
+            if cuts is not None:
+                end = cuts[k]
+                k += 1
+                at_line_start = buf[pos - 1] == 0x0A if pos else line_start
+            # The compiled placing step first; where it declines, the Python path.
+            when = None
+            if item_when is not None:
+                if cuts is None:
+                    if 0 <= item_end_at < pos or item_end_at == -2:
+                        item_end_at = buf.find(_ITEM_END, pos, limit)
+                    if item_end_at >= 0:
+                        end = item_end_at + len(_ITEM_END)
+                        when = item_when(buf, pos, end, limit)
+                elif at_line_start:
+                    when = item_when(buf, pos, end, limit)
+            if when is not None:
+                decided: tuple[tuple[int, bool], ...] = ((end, not when > cutoff),)
             else:
                 try:
-                    pieces = _read_piece(buf, pos, end, line_start)
-                except _FullReaderNeeded:
-                    raise _IndexUnfit if cuts is not None else _FullReaderNeeded from None
-                decided = tuple((e, is_expired(item, cutoff)) for e, item in pieces)
-                read_fully += len(decided)
+                    if cuts is not None:
+                        m = match(buf, pos, end) if at_line_start else None
+                    else:
+                        m = match(buf, pos, limit)
+                        end = m.end() if m is not None else (
+                            buf.find(_ITEM_LINE, pos, limit) + 1 or limit)
+                except SystemError:  # CPython 3.11's re can fail so in possessive repeats
+                    raise _FullReaderNeeded from None
+                if whens is None:
+                    whens = _when_lines(buf, limit)
+                while whens[w][0] < pos:
+                    w += 1
+                at, text = whens[w]
+                # In an item that PROSODY_ITEM matched: its one top-level "when", a number.
+                if m is not None and at < end and text is not None and whens[w + 1][0] >= end:
+                    decided = ((end, not _when_value(text) > cutoff),)
+                else:
+                    try:
+                        pieces = _read_piece(buf, pos, end, line_start)
+                    except _FullReaderNeeded:
+                        raise _IndexUnfit if cuts is not None else _FullReaderNeeded from None
+                    decided = tuple((e, is_expired(item, cutoff)) for e, item in pieces)
+                    read_fully += len(decided)
             for item_end, expired in decided:
                 if expired:
                     dropped += 1

@@ -34,6 +34,7 @@ ALLOWED_PRIVATE_MODULES = {
     # the optional C modules, where built (None otherwise): the codec and export's encoder
     ("prosody_store.serialization", "prosody_store._speedups"),
     ("prosody_store.export", "prosody_store._speedups"),
+    ("prosody_store.archive", "prosody_store._speedups"),
     # the package says which implementation is in use (prosody_store.IMPLEMENTATION)
     ("prosody_store", "prosody_store._speedups"),
 }
