@@ -6,8 +6,10 @@ before anything listens; good limits start a server that answers.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +119,31 @@ def test_good_limits_serve(tmp_path):
                                       headers={"Content-Type": "application/json",
                                                **demo_auth("alice")}, timeout=10)
         assert status == 413
+
+
+def test_sigterm_writes_every_access_line_first(tmp_path):
+    """Access lines are written in batches, a few milliseconds after their
+    responses: a SIGTERM just after the responses still finds their lines
+    written, and the server ends as SIGTERM ends a process.  The requests share
+    one connection, whose next request waitress reads only once the previous
+    one is done (its line queued): so every request but the last is done."""
+    requests = 20
+    server = LiveServer(demo_copy(tmp_path))
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            for _ in range(requests + 1):
+                conn.request("GET", "/data/roster", headers=demo_auth("alice"))
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200
+        finally:
+            conn.close()
+        server.proc.terminate()
+        assert server.proc.wait(timeout=RUN_TIMEOUT) == -signal.SIGTERM
+    finally:
+        server.close()
+    assert requests <= server.log().count(" wsgi_app.access: ") <= requests + 1, server.log()
 
 
 def _file_limit(soft: int, hard: int):

@@ -32,7 +32,7 @@ from prosody_store.datamanager import DataManager
 from wsgi_app.app import DEFAULT_MAX_BODY, DataAccessApp
 from wsgi_app.auth import Authenticator
 from wsgi_app.limits import DEFAULT_MAX_VALUES
-from wsgi_app.logs import log_access
+from wsgi_app.logs import AccessLog
 from wsgi_app.observe import Listener, Observe
 from wsgi_app.proxy import TrustedProxies
 from wsgi_app.rights import Rights
@@ -84,7 +84,7 @@ def create_app(data_path: str | os.PathLike[str], *, admins: Iterable[str] = (),
         collected = Metrics(auth.counts)
         app.wsgi_app = collected.wrap(app.wsgi_app)
         observers.append(collected.observe)
-    observers.append(log_access)  # last: once a request's line is logged, it is counted
+    observers.append(AccessLog())  # last: once a request's line is logged, it is counted
     app.wsgi_app = Observe(app.wsgi_app, observers)
     app.wsgi_app = TrustedProxies(app.wsgi_app, trusted_proxies)
     return app

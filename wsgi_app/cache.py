@@ -21,7 +21,7 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from wsgi_app.auth import User
@@ -38,6 +38,16 @@ def fingerprint(path: str) -> Fingerprint | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _touch(entries: OrderedDict[Any, Any], key: Any) -> None:
+    """Make ``key`` the most recently used, if it is still there.  One C call,
+    atomic under the GIL as the lookups are, so without the lock that
+    insertions and evictions take (a lock per hit cost more than the hit)."""
+    try:
+        entries.move_to_end(key)
+    except KeyError:  # evicted or dropped meanwhile
+        pass
 
 
 class BodyCache:
@@ -74,9 +84,7 @@ class BodyCache:
         key = (path, fmt)
         entry = self._entries.get(key)  # one C call: safe without the lock
         if entry is not None and entry[0] == fp:
-            with self._lock:
-                if key in self._entries:
-                    self._entries.move_to_end(key)
+            _touch(self._entries, key)
             return entry[1], entry[2]
         body = make()
         if body is None:
@@ -137,9 +145,7 @@ class LoginCache:
                 if self._entries.get(digest) is entry:
                     del self._entries[digest]
             return None
-        with self._lock:
-            if digest in self._entries:
-                self._entries.move_to_end(digest)
+        _touch(self._entries, digest)
         return user
 
     def add(self, header: str, path: str, fp: Fingerprint, user: User) -> None:

@@ -8,8 +8,7 @@ client sent, so nothing it reports can hold an ``Authorization`` header.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -19,9 +18,9 @@ USER_KEY = "wsgi_app.user"
 """The environ key where the application puts the JID of an authenticated request."""
 
 
-@dataclass(frozen=True)
-class Exchange:
-    """One request and its response."""
+class Exchange(NamedTuple):
+    """One request and its response.  (A named tuple: made for every request, at
+    a third of a frozen dataclass's cost.)"""
 
     client: str  # REMOTE_ADDR: the client's address (after TrustedProxies)
     user: str | None  # the authenticated JID, or None
@@ -33,6 +32,7 @@ class Exchange:
     bytes: int  # body bytes the application produced
     duration: float  # seconds, from the call to the end of the response
     failed: bool  # an exception ended the request (the server answered or cut it)
+    ended: float = 0.0  # time.time() when the response was done (0: not known)
 
 
 Listener = Callable[[Exchange], None]
@@ -72,7 +72,8 @@ class Observe:
             path=environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
             query=environ.get("QUERY_STRING", ""),
             protocol=environ.get("SERVER_PROTOCOL", "-"),
-            status=status, bytes=size, duration=time.perf_counter() - started, failed=failed)
+            status=status, bytes=size, duration=time.perf_counter() - started, failed=failed,
+            ended=time.time())
         for listener in self.listeners:
             listener(exchange)
 

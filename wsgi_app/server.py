@@ -47,7 +47,7 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
 if TYPE_CHECKING:
@@ -88,6 +88,35 @@ class RequestParser(HTTPRequestParser):
         return consumed
 
 
+class OneWriteTask(WSGITask):
+    """waitress's task, sending a response's header and first body chunk in one
+    ``send()``: waitress sends the header as soon as it is built, then each
+    chunk, so that a small response costs two system calls (and two TCP
+    segments) where one does (counted with strace on a cached GET: 2 sendto
+    calls per request before, 1 after).  A first chunk over
+    :data:`ONE_WRITE_LIMIT` is sent on its own, as waitress does, rather than
+    copied."""
+
+    channel: DeadlineChannel
+
+    def write(self, data: bytes) -> None:
+        if self.wrote_header or not data or len(data) > ONE_WRITE_LIMIT:
+            super().write(data)
+            return
+        channel = self.channel
+        channel.held = []
+        try:
+            super().write(data)  # the header, then the data: both held
+        finally:
+            held, channel.held = channel.held, None
+            if held:
+                channel.write_soon(b"".join(held))
+
+
+ONE_WRITE_LIMIT = 64 * 1024
+"""The largest first chunk that :class:`OneWriteTask` sends with the header."""
+
+
 class DeadlineChannel(HTTPChannel):
     """An HTTP connection that remembers when the request it is receiving began.
 
@@ -102,7 +131,16 @@ class DeadlineChannel(HTTPChannel):
     """
 
     parser_class = RequestParser
+    task_class = OneWriteTask
     request_started: float | None = None  # time.monotonic(); None between requests
+    held: list[bytes] | None = None
+    """Output kept back by :class:`OneWriteTask` (None: write_soon writes)."""
+
+    def write_soon(self, data: bytes) -> int:
+        if self.held is not None:
+            self.held.append(data)
+            return len(data)
+        return super().write_soon(data)
 
     def received(self, data: bytes) -> bool:
         if data and self.request_started is None:

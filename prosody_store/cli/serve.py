@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+from types import FrameType
 
 from prosody_store.accounts import DEFAULT_ITERATIONS
 from prosody_store.cli.common import RAW, CommandError, Settings
@@ -139,8 +141,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = f"http+unix://{address[len(UNIX_PREFIX):]}" if unix_socket else f"http://{address}"
     log.info("serving %s on %s/data (admins: %s%s)", settings.data_path, url,
              ", ".join(admins) or "none", "; /metrics" if args.metrics else "")
+    signal.signal(signal.SIGTERM, end_on_sigterm)
     server.run()
     return 0
+
+
+def end_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM: write the access lines not yet written (they are written a few
+    milliseconds after each response, :class:`wsgi_app.logs.AccessLog`), then
+    end as SIGTERM ends a process."""
+    from wsgi_app.logs import flush_access_logs
+
+    flush_access_logs()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve_granian(args: argparse.Namespace, app_settings: dict[str, object], admins: list[str],
