@@ -18,7 +18,6 @@ what we wrote.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from prosody_store.datamanager import CorruptFileError, DataManager
 from prosody_store.serialization import dump_item, iter_list
 from tests import oracle as lua_oracle
 from tests.conftest import IN_CI, skip_or_fail
+from tests.speedups import load, scaled
 from tests.tagged import canon, canon_tagged
 from tests.test_cli import CORPUS, VERSIONS
 from tests.test_cli_interop import prosody_reads
@@ -502,21 +502,8 @@ def test_cli_archive_expire_places_items_from_bytes(oracle, tmp_path):
 # declined), so that a decline cannot hide a difference.
 # PROSODY_STORE_FUZZ_SCALE (default 1) multiplies the number of cases.
 
-FUZZ_SCALE = float(os.environ.get("PROSODY_STORE_FUZZ_SCALE", "1"))
-
-
-def _scaled(n: int) -> int:
-    return max(1, int(n * FUZZ_SCALE))
-
-
-def _load_item_when():
-    try:
-        return importlib.import_module("prosody_store._creader").item_when
-    except ImportError:
-        return None
-
-
-ITEM_WHEN = _load_item_when()
+_CREADER = load("_creader")
+ITEM_WHEN = _CREADER.item_when if _CREADER is not None else None
 needs_c = pytest.mark.skipif(ITEM_WHEN is None and not IN_CI,
                              reason="prosody_store._creader is not built")
 
@@ -629,7 +616,7 @@ def test_item_when_on_mutated_corpus_items():
             items.append(raw[start:end])
             start = end
     placed = 0
-    for _ in range(_scaled(4000)):
+    for _ in range(scaled(4000)):
         mutated = mutate(rng.choice(items), rng)
         after = rng.choice(items) if rng.random() < 0.5 else b""
         buf = mutated + after
@@ -679,7 +666,7 @@ def archive_items(draw):
 
 @pytest.mark.speedups
 @needs_c
-@settings(max_examples=_scaled(300), deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(items=st.lists(archive_items(), min_size=1, max_size=3), seed=st.integers(0, 2 ** 32))
 def test_item_when_on_generated_and_mutated_items(items, seed):
     raw = b"".join(dump_item(i) for i in items)
@@ -747,7 +734,7 @@ def test_expire_with_and_without_item_when_agree(tmp_path, monkeypatch):
     expired with the compiled step and without it: the same result, bytes and index."""
     rng = random.Random(7)
     archives = [p.read_bytes() for p in corpus_lists() if p.parent.name == STORE]
-    for n in range(_scaled(40)):
+    for n in range(scaled(40)):
         raw = b"".join(rng.choice(archives) for _ in range(3))
         whens = sorted(i["when"] for i in iter_list(raw))
         cutoff = whens[rng.randrange(len(whens))]

@@ -14,7 +14,6 @@ an import writes:
 """
 from __future__ import annotations
 
-import importlib
 import os
 import random
 import subprocess
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from prosody_store.datamanager import DataManager
-from tests.conftest import IN_CI
+from tests.speedups import load, require
 from tests.test_backup_roundtrip import damage
 from tests.test_cli import CORPUS, DEMO, VERSIONS, copy, tree
 from tests.test_speedups_writer import random_value
@@ -38,13 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module", autouse=True)
 def speedups_built() -> None:
     """Without the compiled modules both runs would be pure Python: nothing compared."""
-    missing = [name for name in ("_cwriter", "_creader")
-               if importlib.util.find_spec(f"prosody_store.{name}") is None]
-    if missing:
-        message = f"not built: {', '.join(missing)} (python setup.py build_ext --inplace)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+    for name in ("_cwriter", "_creader"):
+        require(load(name), name)
 
 
 def cli(data: Path, *args: Any, pure: bool, input: bytes | None = None) -> subprocess.CompletedProcess:

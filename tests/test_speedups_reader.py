@@ -23,20 +23,17 @@ under AddressSanitizer and UndefinedBehaviorSanitizer.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import math
 import os
 import random
 import subprocess
 import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
 
 from prosody_store import serialization as ser
 from prosody_store.serialization import (
@@ -50,44 +47,19 @@ from prosody_store.serialization import (
     loads,
 )
 from tests.conftest import IN_CI
+from tests.speedups import FIXTURE_FILES, ROOT, load, require, scaled
 from tests.test_serialization_interop import prosody_dat, prosody_list, values
 
 pytestmark = pytest.mark.speedups
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_FILES = {
-    p.relative_to(ROOT / "fixtures").as_posix(): p.read_bytes()
-    for p in sorted((ROOT / "fixtures").rglob("*"))
-    if p.suffix in (".dat", ".list") and p.is_file()
-}
-SCALE = float(os.environ.get("PROSODY_STORE_FUZZ_SCALE", "1"))
-
-
-def scaled(n: int) -> int:
-    return max(1, int(n * SCALE))
-
-
-def _load_creader() -> ModuleType | None:
-    try:
-        return importlib.import_module("prosody_store._creader")
-    except ImportError:
-        return None
-
-
-CREADER = _load_creader()
+CREADER = load("_creader")
 needs_c = pytest.mark.skipif(CREADER is None and not IN_CI, reason="prosody_store._creader is not built")
 
 
 @pytest.fixture
 def c() -> ModuleType:
     """The compiled reader; its absence fails under CI=true, which builds it."""
-    if CREADER is None:
-        message = ("prosody_store._creader is not built (python setup.py build_ext --inplace, "
-                   "or pip install -e .)")
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return CREADER
+    return require(CREADER, "_creader")
 
 
 # ---------------------------------------------------------------------------

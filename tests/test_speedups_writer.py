@@ -35,12 +35,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import enum
-import importlib
 import math
-import os
 import random
 import struct
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
 
@@ -51,7 +48,7 @@ from hypothesis import strategies as st
 from prosody_store import export as export_mod
 from prosody_store import serialization as ser
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, iter_list, loads
-from tests.conftest import IN_CI
+from tests.speedups import FIXTURE_FILES, load, require, scaled
 from tests.tagged import canon
 from tests.test_serialization_interop import (
     lua_load_dat,
@@ -64,40 +61,16 @@ from tests.test_serialization_interop import (
 
 pytestmark = pytest.mark.speedups
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_FILES = {
-    p.relative_to(ROOT / "fixtures").as_posix(): p.read_bytes()
-    for p in sorted((ROOT / "fixtures").rglob("*"))
-    if p.suffix in (".dat", ".list") and p.is_file()
-}
-SCALE = float(os.environ.get("PROSODY_STORE_FUZZ_SCALE", "1"))
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1
 
 
-def scaled(n: int) -> int:
-    return max(1, int(n * SCALE))
-
-
-def _load_cwriter() -> ModuleType | None:
-    try:
-        return importlib.import_module("prosody_store._cwriter")
-    except ImportError:
-        return None
-
-
-CWRITER = _load_cwriter()
+CWRITER = load("_cwriter")
 
 
 @pytest.fixture(scope="module")
 def c() -> ModuleType:
     """The compiled writer; its absence fails under CI=true, which builds it."""
-    if CWRITER is None:
-        message = ("prosody_store._cwriter is not built (python setup.py build_ext --inplace, "
-                   "or pip install -e .)")
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return CWRITER
+    return require(CWRITER, "_cwriter")
 
 
 # ---------------------------------------------------------------------------
