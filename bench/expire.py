@@ -77,24 +77,19 @@ package.loaded["util.logger"] = { init = function() return function() end end }
 local dm = require "util.datamanager"
 local path, host, user, store, cutoff = arg[1], arg[2], arg[3], arg[4], tonumber(arg[5])
 dm.set_data_path(path)
-local modules_dir = package.searchpath("util.datamanager", package.path)
-	:gsub("util/datamanager%.lua$", "modules/")
-local provided
-local stub = { host = host }
-function stub:get_option_number(_, default) return default end
-function stub:get_option(_, default) return default end
-function stub:log() end
-function stub:provides(_, d) provided = d end
-local env = setmetatable({ module = stub, require = function(name)
-	if name == "core.storagemanager" then return { olddm = dm } end
-	return require(name)
-end }, { __index = _G })
-assert(loadfile(modules_dir .. "mod_storage_internal.lua", "t", env))()
-local archive = provided:open(store, "archive")
+-- Prosody's mod_storage_internal, loaded by the tests' oracle (tests/lua/archive_oracle.lua).
+local archive = require("archive_oracle").storage(host):open(store, "archive")
 local n, err = archive:delete(user, { ["end"] = cutoff })
 if n == nil then error(err) end
 io.write(string.format("%d\n", n))
 '''
+
+
+def prosody_env() -> dict[str, str]:
+    """Prosody's modules and the tests' Lua oracles (archive_oracle) on lua5.4's path."""
+    env = codec.lua_env()
+    env["LUA_PATH"] = f"{ROOT / 'tests' / 'lua'}/?.lua;" + env["LUA_PATH"]
+    return env
 
 
 class Run(NamedTuple):
@@ -151,7 +146,7 @@ def ours(master: Path, cutoff: float, full: bool, pure: bool = False) -> Run:
 def prosody(master: Path, cutoff: float, script: Path) -> Run:
     data = data_copy(master, "prosody")
     seconds, cpu, peak, out = run_measured(
-        [codec.LUA, str(script), str(data), HOST, USER, STORE, repr(cutoff)], codec.lua_env())
+        [codec.LUA, str(script), str(data), HOST, USER, STORE, repr(cutoff)], prosody_env())
     return Run(seconds, cpu, peak, int(out), "lua5.4, mod_storage_internal archive:delete")
 
 

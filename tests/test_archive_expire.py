@@ -65,23 +65,10 @@ for _, expr in ipairs(req.items) do
 end
 '''
 
-# Prosody's own expiry: mod_storage_internal (loaded from Prosody's modules
-# directory with a stub module environment) archive:delete with an "end".
+# Prosody's own expiry: mod_storage_internal's archive:delete with an "end"
+# (the module loaded by tests/lua/archive_oracle.lua, on this data path).
 DELETE_LUA = _PRELUDE + r'''
-local modules_dir = package.searchpath("util.datamanager", package.path)
-	:gsub("util/datamanager%.lua$", "modules/")
-local provided
-local stub = { host = req.host }
-function stub:get_option_number(_, default) return default end
-function stub:get_option(_, default) return default end
-function stub:log() end
-function stub:provides(_, d) provided = d end
-local env = setmetatable({ module = stub, require = function(name)
-	if name == "core.storagemanager" then return { olddm = dm } end
-	return require(name)
-end }, { __index = _G })
-assert(loadfile(modules_dir .. "mod_storage_internal.lua", "t", env))()
-local archive = provided:open(req.store, "archive")
+local archive = require("archive_oracle").storage(req.host):open(req.store, "archive")
 local ok, n, err = pcall(archive.delete, archive, req.user, { ["end"] = req.cutoff })
 if not ok then io.write("error: ", tostring(n)) return end
 if n == nil then error(err) end

@@ -30,6 +30,8 @@ local function hex(s)
 end
 
 -- One storage driver per host: the module reads module.host when loaded.
+-- M.storage(host) is that driver, for scripts that run Prosody's archive
+-- store themselves (tests/test_archive_expire.py, bench/expire.py).
 local drivers = {}
 local function driver(host)
 	if drivers[host] then return drivers[host] end
@@ -50,6 +52,7 @@ local function driver(host)
 	drivers[host] = assert(provided, "mod_storage_internal provided no driver")
 	return provided
 end
+M.storage = driver
 
 local function field(v)
 	if v == nil or v == json.null then return nil end
