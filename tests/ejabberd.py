@@ -47,6 +47,7 @@ PLAIN_HOST = "plain.localhost"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 CTL_TIMEOUT = 60.0
+LOG_TIMEOUT = 10.0
 # Each ejabberdctl call boots an Erlang VM (0.4 s here, more under load); a few at
 # a time roughly halve the wall time of a batch on two cores.
 PARALLEL_CALLS = 3
@@ -232,6 +233,19 @@ class Ejabberd:
                         time.sleep(0.05)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_text(self, wanted: str, timeout: float = LOG_TIMEOUT) -> str:
+        """ejabberd.log once it holds ``wanted``, or as it is after ``timeout`` seconds.
+
+        Erlang's logger writes asynchronously: ``status`` can say started before the
+        matching line reaches the file."""
+        path = self.logs / "ejabberd.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            if wanted in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.1)
 
     def log_tail(self, chars: int = 3000) -> str:
         """The end of ejabberd's log files, for error messages."""

@@ -295,7 +295,8 @@ def test_node_is_private_to_this_run(node):
     cmdline = Path(f"/proc/{node.pid}/cmdline").read_bytes().split(b"\0")
     assert b"-start_epmd" in cmdline and cmdline[cmdline.index(b"-start_epmd") + 1] == b"false"
     assert (node.spool / "passwd.DAT").exists() and (node.logs / "ejabberd.log").exists()
-    assert f"is started in the node {node.node}" in (node.logs / "ejabberd.log").read_text()
+    started = f"is started in the node {node.node}"
+    assert started in node.log_text(started)
 
 
 def test_ejabberd_exports_the_demo_data_with_twice_encoded_scram(ejabberd_export, oracle):
