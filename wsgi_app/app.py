@@ -64,6 +64,7 @@ from wsgi_app import edits, limits, openapi
 from wsgi_app.auth import Authenticator, AuthError, User, prep_host
 from wsgi_app.cache import BodyCache
 from wsgi_app.edits import Failed, Preconditions, Served, StoreState
+from wsgi_app.in_loop import IN_LOOP_KEY, AnswerLater
 from wsgi_app.observe import USER_KEY
 from wsgi_app.rights import READ_METHODS, WRITE_METHODS, Access, Rights, permits, public_view
 
@@ -142,6 +143,8 @@ class DataAccessApp:
 
     def handle(self, environ: WSGIEnvironment,
                start_response: StartResponse) -> Iterable[bytes]:
+        # AnswerLater (a request offered in the server's loop that needs a worker,
+        # wsgi_app.in_loop) is a BaseException: it passes through untouched.
         try:
             answer = self.dispatch(environ)
         except HTTPException as exc:
@@ -151,6 +154,8 @@ class DataAccessApp:
                           _decoded(environ.get("SCRIPT_NAME", "")
                                    + environ.get("PATH_INFO", "")))
             answer = error_response(InternalServerError("internal server error"))
+        if IN_LOOP_KEY in environ and USER_KEY in environ:
+            self.auth.count_cached_login()  # answered in the loop: its login counts now
         if isinstance(answer, Response):
             return answer(environ, start_response)
         status, headers, body = answer
@@ -158,13 +163,22 @@ class DataAccessApp:
         return [body]
 
     def dispatch(self, environ: WSGIEnvironment) -> Response | Answer:
-        """The one path of every request: route, limits, credentials, rights, method."""
+        """The one path of every request: route, limits, credentials, rights, method.
+
+        A request offered in the server's event loop (``environ[IN_LOOP_KEY]``)
+        takes it too, up to the first step that memory cannot answer (a write,
+        the health check, a login not in the cache, a body not in the cache):
+        there it raises :class:`AnswerLater`, having changed nothing."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
+        if IN_LOOP_KEY in environ and method not in READ_METHODS:
+            raise AnswerLater
         # /health and /data/openapi.json, with or without a trailing slash.
         fixed = path[:-1] if path.endswith("/") and path[:-1] in UNAUTHENTICATED_PATHS else path
         if fixed in UNAUTHENTICATED_PATHS and method in READ_METHODS:
             if fixed == HEALTH_PATH:
+                if IN_LOOP_KEY in environ:
+                    raise AnswerLater  # it lists the data directory
                 return self.health()
             # The API's description: no auth, no data.
             return Response(openapi.document_bytes(), status=200,
@@ -221,8 +235,12 @@ class DataAccessApp:
         any other goes to :meth:`Authenticator.authenticate` (which costs
         every failure the same)."""
         header = environ.get("HTTP_AUTHORIZATION")
-        user = None if header is None else self.auth.cached_login(header)
+        in_loop = IN_LOOP_KEY in environ
+        # In the loop, the hit is counted once the request is answered there (handle).
+        user = None if header is None else self.auth.cached_login(header, count=not in_loop)
         if user is None:
+            if in_loop:
+                raise AnswerLater  # a login costs a key derivation, a refusal as much
             user = self.login(environ, header)
         environ[USER_KEY] = user.jid
         return user
@@ -313,10 +331,15 @@ class DataAccessApp:
         """GET and HEAD: a keyval store's value, else the list's items (or an
         archive page); a plain request for a keyval store from :attr:`bodies`."""
         fmt = FORMATS[name] if name is not None else self.negotiate(environ)
+        in_loop = IN_LOOP_KEY in environ
         if not access.secrets:
+            if in_loop:
+                raise AnswerLater
             return self.read_public(Request(environ), host, node, store, fmt)
 
         def encoded_keyval() -> bytes | None:
+            if in_loop:
+                raise AnswerLater  # the body is not in the cache: a file to read
             data = self.dm.load(node, host, store)
             return None if data is None else fmt.encode(data)
 

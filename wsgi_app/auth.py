@@ -96,15 +96,21 @@ class Authenticator:
         except StoreError:
             return False
 
-    def cached_login(self, header: str) -> User | None:
+    def cached_login(self, header: str, *, count: bool = True) -> User | None:
         """The user of an ``Authorization`` header value that logged in before
         and whose account file has not changed since, else None (then
         :meth:`authenticate` decides).  A dictionary lookup and a ``stat``:
-        see :class:`wsgi_app.cache.LoginCache`."""
+        see :class:`wsgi_app.cache.LoginCache`.  A hit is counted, unless
+        ``count`` is false (then the caller counts it with
+        :meth:`count_cached_login`, once)."""
         user = self.logins.get(header)
-        if user is not None:
+        if user is not None and count:
             self._count("cached")
         return user
+
+    def count_cached_login(self) -> None:
+        """Count a login accepted by :meth:`cached_login` with ``count=False``."""
+        self._count("cached")
 
     def authenticate(self, username: str, password: str, header: str | None = None) -> User:
         """The user whose credentials these are, or :class:`AuthError`.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple
 
+from wsgi_app.in_loop import AnswerLater
+
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -58,6 +60,8 @@ class Observe:
 
         try:
             body = self.app(environ, observed_start_response)
+        except AnswerLater:
+            raise  # not answered here: the worker that answers it reports it
         except BaseException:
             self.report(environ, status[0] or 500, 0, started, failed=True)
             raise

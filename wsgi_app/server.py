@@ -25,6 +25,11 @@ And a connection whose client takes none of the response for ``idle_timeout``
 is closed, freeing the worker thread that may be waiting to write it (waitress
 leaves such a connection open for ever).
 
+``answer_in_loop=True`` (for an application that knows :mod:`wsgi_app.in_loop`,
+as ``prosody-store serve``'s does) offers each GET or HEAD without a body to the
+application in the event loop thread first; what it cannot answer from memory
+goes to a worker thread as usual.
+
 ``create_server(app, unix_socket=PATH)`` listens on a Unix socket instead,
 created with the permissions ``unix_socket_perms`` (0o660: the service's
 user and group) from the start; a socket file that a running server still
@@ -49,6 +54,8 @@ from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
+
+from wsgi_app.in_loop import IN_LOOP_KEY, AnswerLater
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -113,6 +120,13 @@ class OneWriteTask(WSGITask):
                 channel.write_soon(b"".join(held))
 
 
+    def get_environment(self) -> dict[str, Any]:
+        environ = super().get_environment()
+        if self.channel.in_loop:
+            environ[IN_LOOP_KEY] = True
+        return environ
+
+
 ONE_WRITE_LIMIT = 64 * 1024
 """The largest first chunk that :class:`OneWriteTask` sends with the header."""
 
@@ -142,10 +156,49 @@ class DeadlineChannel(HTTPChannel):
             return len(data)
         return super().write_soon(data)
 
+    in_loop = False
+    """True while a request is offered to the application in the event loop thread."""
+    offering = False
+    """True while :meth:`received` may keep a complete request for the loop (see
+    :meth:`DeadlineMixin.add_task`); ``offered`` says that it did."""
+    offered = False
+    server: DeadlineMixin  # the server that made it (the type stubs say any waitress server)
+
     def received(self, data: bytes) -> bool:
         if data and self.request_started is None:
             self.request_started = time.monotonic()
-        return super().received(data)
+        # Only an idle channel is offered: no worker thread holds it, so none calls
+        # add_task for it while this runs, and none will until this thread queues it.
+        self.offering = self.server.answer_in_loop and not self.requests
+        try:
+            received = super().received(data)
+        finally:
+            self.offering = False
+        if self.offered:
+            self.offered = False
+            self.service_in_loop()
+        return received
+
+    def service_in_loop(self) -> None:
+        """Offer the one complete request to the application here, in the event loop
+        thread (:mod:`wsgi_app.in_loop`); a worker thread serves it if the
+        application answers :class:`AnswerLater`, or if it is not a lone GET or HEAD
+        without a body.  (A lone one: a later pipelined request could find the
+        output buffer over its high watermark, which only a worker may wait on.)"""
+        request = self.requests[0]
+        # The parser decodes the method to str (the type stubs say bytes).
+        if (len(self.requests) == 1 and request.error is None
+                and cast(str, request.command) in ("GET", "HEAD")
+                and not request.content_length and not request.chunked):
+            self.in_loop = True
+            try:
+                self.service()
+                return
+            except AnswerLater:
+                pass  # nothing was written: the request is still the first in line
+            finally:
+                self.in_loop = False
+        self.server.add_task(self)
 
     def service(self) -> None:
         # A complete request reached a worker: it was received in time.  (The
@@ -166,9 +219,20 @@ class DeadlineMixin(_ServerBase):
     effective_port: str
 
     def __init__(self, *args: Any, request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 **kw: Any) -> None:
+                 answer_in_loop: bool = False, **kw: Any) -> None:
         self.request_timeout = request_timeout
+        self.answer_in_loop = answer_in_loop
         super().__init__(*args, **kw)
+
+    def add_task(self, channel: DeadlineChannel) -> None:  # type: ignore[override]
+        """Queue ``channel``'s first request for a worker thread, or, while the
+        channel is offering it (:meth:`DeadlineChannel.received`), leave it for the
+        channel to offer in the loop once waitress has let go of its lock."""
+        if channel.offering:
+            channel.offered = True
+            return
+        # waitress queues channels as tasks (the type stubs say a Task).
+        super().add_task(cast(Any, channel))
 
     def maintenance(self, now: float) -> None:
         # now is time.time(), a float (waitress's type stubs say int).
@@ -275,6 +339,7 @@ def create_server(app: WSGIApplication, *, host: str | None = None, port: int | 
                   idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
                   request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
                   max_body: int = 10 * 1024 * 1024,
+                  answer_in_loop: bool = False,
                   **adjustments: Any) -> BaseWSGIServer | MultiSocketServer:
     """The server for ``app`` on ``host:port`` (every address ``host`` resolves
     to), or on the Unix socket ``unix_socket``, listening when this returns;
@@ -309,11 +374,12 @@ def create_server(app: WSGIApplication, *, host: str | None = None, port: int | 
             servers.append(DeadlineUnixServer(
                 app, socket_map, dispatcher=dispatcher, adj=adj,
                 sockinfo=(socket.AF_UNIX, socket.SOCK_STREAM, None, None),
-                request_timeout=request_timeout))
+                request_timeout=request_timeout, answer_in_loop=answer_in_loop))
         else:
             for sockinfo in adj.listen:
                 servers.append(DeadlineServer(app, socket_map, dispatcher=dispatcher, adj=adj,
-                                              sockinfo=sockinfo, request_timeout=request_timeout))
+                                              sockinfo=sockinfo, request_timeout=request_timeout,
+                                              answer_in_loop=answer_in_loop))
     except BaseException:
         wasyncore.close_all(socket_map)  # the sockets and triggers made so far
         raise

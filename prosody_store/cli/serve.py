@@ -133,7 +133,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = create_server(app, **where, threads=args.threads,
                                connection_limit=connection_limit, idle_timeout=args.idle_timeout,
                                request_timeout=args.request_timeout, max_body=args.max_body,
-                               ident="prosody-store")
+                               answer_in_loop=True, ident="prosody-store")
     except ValueError:  # waitress: the host does not resolve
         raise CommandError(f"--listen: cannot resolve {host!r}", 2) from None
     except OSError as err:
