@@ -134,7 +134,11 @@ class AccessLog:
     cost about 40 us of CPU under waitress (records, handlers, formatting and
     their locks, with caches cold from the other threads), about as much as
     the rest of a cached GET; in batches, a few.  Lines still queued when the
-    process exits normally (``atexit``) are written then.
+    process ends are written then: the thread is not a daemon, so Python waits
+    for it at exit, and it writes what is left and ends once the main thread
+    has ended.  (``atexit`` alone missed them in granian's worker processes,
+    which multiprocessing ends with ``os._exit`` after running only the
+    threads' shutdown.)
     """
 
     def __init__(self, delay: float = 0.02) -> None:
@@ -155,8 +159,10 @@ class AccessLog:
         if not self.wake.is_set():  # the first of a batch (see _run for why none is lost)
             with self.start_lock:  # against a writer ending meanwhile
                 if self.writer is None:
+                    # daemon=False said: a thread inherits it from the one that
+                    # starts it, and granian's threads are daemons to Python.
                     self.writer = threading.Thread(target=self._run, name="access-log",
-                                                   daemon=True)
+                                                   daemon=False)
                     self.writer.start()
                 self.wake.set()
 
@@ -170,18 +176,27 @@ class AccessLog:
         # after the clear is either taken by this flush or sets the flag again,
         # and one appended before it (by a request that saw the flag set) is
         # taken by this flush.
-        # After IDLE_EXIT seconds without a line the thread ends (a process that
-        # builds many applications, such as a test suite, keeps no idle threads);
-        # the next line starts another.
+        # Every EXIT_CHECK seconds without a line it looks whether the main thread
+        # has ended (the process is ending and waits for this thread): then it
+        # writes what is left and ends.  After IDLE_EXIT seconds without a line it
+        # ends too (a process that builds many applications, such as a test
+        # suite, keeps no idle threads); the next line starts another.
+        main = threading.main_thread()
+        idle_since = time.monotonic()
         while True:
-            if not self.wake.wait(IDLE_EXIT):
+            if self.wake.wait(EXIT_CHECK):
+                time.sleep(self.delay)
+                self.wake.clear()
+                self.flush()
+                idle_since = time.monotonic()
+                continue
+            ending = not main.is_alive()
+            if ending or time.monotonic() - idle_since >= IDLE_EXIT:
                 with self.start_lock:
                     if not self.wake.is_set():
                         self.writer = None
+                        self.flush()  # empty unless the process is ending
                         return
-            time.sleep(self.delay)
-            self.wake.clear()
-            self.flush()
 
     def flush(self) -> None:
         """Write every queued line now, in the order the requests began.  (A
@@ -203,6 +218,9 @@ class AccessLog:
 
 IDLE_EXIT = 60.0
 """Seconds without an access line after which :class:`AccessLog`'s thread ends."""
+EXIT_CHECK = 0.25
+"""How often (seconds) an idle :class:`AccessLog` thread looks whether the process
+is ending: what it may add to a process's exit."""
 
 
 def _began(exchange: Exchange) -> float:
