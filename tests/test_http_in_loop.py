@@ -162,9 +162,10 @@ def test_nothing_stale_is_served_from_the_loop(demo_data):
         assert server.request("GET", "/data/roster", headers=new)[0] == 401
 
 
-def test_rights_hold_in_the_loop(demo_data):
-    """A cached login asking for another user's store, or for a store it may not read,
-    gets the same refusal in the loop as in a worker."""
+def test_rights_hold_with_cached_logins(demo_data):
+    """A cached login asking for another user's store (never answered in the loop: the
+    rights may read role stores) or for its own protected store gets what a worker
+    decides, request after request."""
     with LiveServer(demo_data) as server:
         bob = demo_auth("bob")
         admin = demo_auth("admin")

@@ -167,8 +167,9 @@ class DataAccessApp:
 
         A request offered in the server's event loop (``environ[IN_LOOP_KEY]``)
         takes it too, up to the first step that memory cannot answer (a write,
-        the health check, a login not in the cache, a body not in the cache):
-        there it raises :class:`AnswerLater`, having changed nothing."""
+        the health check, a login not in the cache, someone else's data, a body
+        not in the cache): there it raises :class:`AnswerLater`, having changed
+        nothing."""
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
         if IN_LOOP_KEY in environ and method not in READ_METHODS:
@@ -195,6 +196,8 @@ class DataAccessApp:
             self.check_length(environ)  # before the credentials: waitress does so too
         user = self.authenticate(environ)
         host, node, store, fmt = self.resolve(_decoded(path[len(DATA_PATH):]), user)
+        if IN_LOOP_KEY in environ and (node, host) != (user.node, user.host):
+            raise AnswerLater  # someone else's data: the rights may read role stores
         try:
             access = self.rights.access(user.node, user.host, node, host, store)
             if not permits(access, method):

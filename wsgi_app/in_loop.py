@@ -9,9 +9,9 @@ than the application's own work when the answer is already in memory.
 So :mod:`wsgi_app.server`, when created with ``answer_in_loop=True``, first
 offers each GET or HEAD without a body to the application in the loop thread,
 with ``environ[IN_LOOP_KEY]`` set.  The application answers it there only from
-memory (the login cache, the body cache, the rules: a ``stat`` or two, no
-file read, no key derivation), or raises :class:`AnswerLater` before it has
-done anything else: nothing is written, logged or counted, and the request
+memory (the login cache, the body cache, the rules for one's own stores: a
+``stat`` or two, no file read, no key derivation), or raises
+:class:`AnswerLater` before it has done anything else: nothing is written, logged or counted, and the request
 goes to a worker thread with a new environ, as any other request does.
 """
 from __future__ import annotations
