@@ -17,8 +17,9 @@ Starts, each on its own 127.0.0.1 port, on copies of ``fixtures/demo``:
 * as the scale of each server, a WSGI app that does nothing (answers ``{}``)
   under waitress (4 threads) and under granian (2 workers).
 
-Each is loaded with ``wrk -t2 -c8`` (a Lua script sets ``Authorization`` and
-``Host``) with an authenticated ``GET /data/roster`` (a small keyval store):
+Each is loaded with ``wrk -t2 -c8`` (``--connections N`` for ``-cN``; a Lua
+script sets ``Authorization`` and ``Host``) with an authenticated ``GET
+/data/roster`` (a small keyval store):
 
 * ``plain``: ``pat@plain.localhost``, an ``internal_plain`` account (Prosody's
   host uses ``authentication = "internal_plain"``);
@@ -142,15 +143,16 @@ def _seconds(value: str) -> float:
     return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
 
 
-def run_wrk(wrk: str, url: str, auth: str, host: str, duration: float, work: Path) -> dict:
-    """One wrk run (2 threads, 8 connections) against ``url`` with these
-    ``Authorization`` and ``Host`` headers."""
+def run_wrk(wrk: str, url: str, auth: str, host: str, duration: float, work: Path,
+            connections: int = 8) -> dict:
+    """One wrk run (2 threads, ``connections`` connections) against ``url`` with
+    these ``Authorization`` and ``Host`` headers."""
     script = work / "wrk.lua"
     script.write_text(f'wrk.method = "GET"\nwrk.headers["Authorization"] = {json.dumps(auth)}\n'
                       f'wrk.headers["Host"] = {json.dumps(host)}\n')
-    out = subprocess.run([wrk, "-t2", "-c8", f"-d{int(duration)}s", "--latency", "-s", str(script),
-                          url], capture_output=True, text=True, timeout=duration + 60,
-                         check=True).stdout
+    out = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True,
+                         timeout=duration + 60, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = _seconds(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
@@ -506,6 +508,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4,
                         help="threads of waitress, and of each granian worker (default 4)")
     parser.add_argument("--workers", type=int, default=2, help="granian workers (default 2)")
+    parser.add_argument("--connections", type=int, default=8,
+                        help="wrk's open connections (default 8)")
     parser.add_argument("--prosody-modules", metavar="DIR",
                         help="a prosody-modules checkout (default bench/out/prosody-modules)")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
@@ -541,7 +545,7 @@ def main() -> int:
         for name, (_, port) in started.items():
             for auth, host in headers.values():
                 check_once(port, auth, host)  # and the login, cached by our service
-        print(f"GET {PATH}, wrk -t2 -c8 --latency, {args.duration:g} s per run, {args.rounds} "
+        print(f"GET {PATH}, wrk -t2 -c{args.connections} --latency, {args.duration:g} s per run, {args.rounds} "
               f"rounds interleaved; {os.cpu_count()} CPUs; waitress {args.threads} threads, "
               f"granian {args.workers} workers x {args.threads} threads; Prosody "
               f"{prosody_version()} + mod_data_access")
@@ -556,7 +560,7 @@ def main() -> int:
                         continue  # no credentials checked: one account is enough
                     port = started[name][1]
                     result = run_wrk(wrk, f"http://127.0.0.1:{port}{PATH}", auth, host,
-                                     args.duration, work)
+                                     args.duration, work, args.connections)
                     runs.setdefault((name, kind), []).append(result)
             print(f"round {round_no + 1}/{args.rounds} done ({load()})", flush=True)
         after = load()

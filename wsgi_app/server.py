@@ -25,6 +25,10 @@ And a connection whose client takes none of the response for ``idle_timeout``
 is closed, freeing the worker thread that may be waiting to write it (waitress
 leaves such a connection open for ever).
 
+It accepts up to :data:`ACCEPTS_PER_ROUND` waiting connections per poll round
+(waitress: one), so that a burst of new connections is not kept waiting while
+the loop answers requests.
+
 ``answer_in_loop=True`` (for an application that knows :mod:`wsgi_app.in_loop`,
 as ``prosody-store serve``'s does) offers each GET or HEAD without a body to the
 application in the event loop thread first; what it cannot answer from memory
@@ -129,6 +133,8 @@ class OneWriteTask(WSGITask):
 
 ONE_WRITE_LIMIT = 64 * 1024
 """The largest first chunk that :class:`OneWriteTask` sends with the header."""
+ACCEPTS_PER_ROUND = 64
+"""The most connections :meth:`DeadlineMixin.handle_accept` accepts per poll round."""
 
 
 class DeadlineChannel(HTTPChannel):
@@ -223,6 +229,21 @@ class DeadlineMixin(_ServerBase):
         self.request_timeout = request_timeout
         self.answer_in_loop = answer_in_loop
         super().__init__(*args, **kw)
+
+    def handle_accept(self) -> None:
+        """Accept the connections waiting, up to :data:`ACCEPTS_PER_ROUND` and the
+        connection limit.  waitress accepts one per poll round; when the loop is
+        busy answering requests itself, a burst of new connections then waits
+        one round each (200 at once: the last a second or more)."""
+        # Every open connection, by file descriptor (the type stubs say one channel).
+        channels = cast("dict[int, DeadlineChannel]", self.active_channels)
+        for _ in range(ACCEPTS_PER_ROUND):
+            if len(channels) >= self.adj.connection_limit:
+                return
+            before = len(channels)
+            super().handle_accept()
+            if len(channels) == before:
+                return  # none waiting (or one that failed, which waitress logged)
 
     def add_task(self, channel: DeadlineChannel) -> None:  # type: ignore[override]
         """Queue ``channel``'s first request for a worker thread, or, while the
