@@ -471,14 +471,10 @@ def expire_list(dm: DataManager, user: Name | None, host: Name | None, store: Na
     """
     if full_reader:
         return _expire_by_full_reader(dm, user, host, store, cutoff, dry_run)
-    with dm.lock(user, host, store) as exists:
-        source = dm.existing_path(user, host, store, "list") if exists else None
-        try:
-            fd = None if source is None else os.open(source, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            fd = None
-        if source is None or fd is None:
+    with dm.locked_list(user, host, store) as opened:
+        if opened is None:
             return None
+        source, fd = opened
         try:
             size = os.fstat(fd).st_size
             ends = _index_ends(lidx.index_path(source), size)
@@ -490,8 +486,6 @@ def expire_list(dm: DataManager, user: Name | None, host: Name | None, store: Na
                                          None)
         except _FullReaderNeeded:
             return _expire_by_full_reader(dm, user, host, store, cutoff, dry_run)
-        finally:
-            os.close(fd)
 
 
 def _expire_open_list(dm: DataManager, user: Name | None, host: Name | None, store: Name,

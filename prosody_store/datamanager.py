@@ -964,8 +964,8 @@ class DataManager:
         return self._write_lock(directory, create)
 
     @contextlib.contextmanager
-    def _locked_list(self, user: Name | None, host: Name | None,
-                     store: Name) -> Iterator[tuple[str, int] | None]:
+    def locked_list(self, user: Name | None, host: Name | None,
+                    store: Name) -> Iterator[tuple[str, int] | None]:
         """Under the store's lock: the existing list's path and an open read
         descriptor (closed on exit), or None if there is no list."""
         with self.lock(user, host, store) as exists:
@@ -1323,7 +1323,7 @@ class DataManager:
         if trim_to == 1:
             return True
         path = self.getpath(user, host, store, "list")
-        with self._locked_list(user, host, store) as opened:
+        with self.locked_list(user, host, store) as opened:
             if opened is None:
                 return True
             source, fd = opened
@@ -1351,7 +1351,7 @@ class DataManager:
         :class:`CorruptFileError` (changing nothing) on a damaged list.
         """
         path = self.getpath(user, host, store, "list")
-        with self._locked_list(user, host, store) as opened:
+        with self.locked_list(user, host, store) as opened:
             if opened is None:
                 return None
             source, fd = opened
@@ -1396,7 +1396,7 @@ class DataManager:
         None if there is no list.  Writes even with ``write_index=False``:
         asking for it is the point.
         """
-        with self._locked_list(user, host, store) as opened:
+        with self.locked_list(user, host, store) as opened:
             if opened is None:
                 return None
             source, fd = opened
