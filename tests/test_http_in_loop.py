@@ -13,21 +13,13 @@ import socket
 import threading
 import time
 
-import pytest
-
 from prosody_store import DataManager
 from prosody_store.accounts import hash_password
-from tests.live_server import LiveServer, basic, demo_auth, demo_copy
+from tests.live_server import LiveServer, basic, demo_auth
 
-JSON = {"Content-Type": "application/json"}
 # A failed login costs what a login at --iterations costs: this many PBKDF2-SHA-1
 # rounds keep the only worker thread busy for a second or more.
 SLOW_ITERATIONS = 10_000_000
-
-
-@pytest.fixture
-def demo_data(tmp_path):
-    return demo_copy(tmp_path)
 
 
 def test_cached_answers_do_not_wait_for_a_busy_worker(demo_data):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import random
 import subprocess
@@ -47,7 +46,7 @@ from prosody_store.serialization import (
     loads,
 )
 from tests.conftest import IN_CI
-from tests.speedups import FIXTURE_FILES, ROOT, load, require, scaled
+from tests.speedups import FIXTURE_FILES, ROOT, load, require, same, scaled
 from tests.test_serialization_interop import prosody_dat, prosody_list, values
 
 pytestmark = pytest.mark.speedups
@@ -64,24 +63,6 @@ def c() -> ModuleType:
 
 # ---------------------------------------------------------------------------
 # Comparing outcomes
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal values of exactly the same types, dict keys in the same order, NaN equal to NaN
-    (of the same sign bit) and -0.0 unequal to 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        same_sign = math.copysign(1.0, a) == math.copysign(1.0, b)  # -0.0, and NaN's sign bit
-        if math.isnan(a):
-            return math.isnan(b) and same_sign
-        return a == b and same_sign
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return len(a) == len(b) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-    return bool(a == b)
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from hypothesis import strategies as st
 from prosody_store import export as export_mod
 from prosody_store import serialization as ser
 from prosody_store.serialization import FALSE_KEY, TRUE_KEY, iter_list, loads
-from tests.speedups import FIXTURE_FILES, load, require, scaled
+from tests.speedups import FIXTURE_FILES, load, require, same, scaled
 from tests.tagged import canon
 from tests.test_serialization_interop import (
     lua_load_dat,
@@ -601,23 +601,6 @@ def test_prosody_reads_the_compiled_writers_list(c, oracle):
 
 # ---------------------------------------------------------------------------
 # Import: typed JSON back to stored values (export.decode_value)
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal values of exactly the same types (keys too), dict keys in the same
-    order, NaN equal to NaN and -0.0 unequal to 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        if math.isnan(a):
-            return math.isnan(b)
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return len(a) == len(b) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items()))
-    return bool(a == b)
 
 
 def check_import(c: ModuleType, text: str, tally: Tally | None = None) -> None:
